@@ -1,0 +1,2 @@
+/* store/notify.c - placeholder, being written. */
+typedef int weft__placeholder_store_notify_c;

@@ -1,0 +1,2 @@
+/* store/store.c - placeholder, being written. */
+typedef int weft__placeholder_store_store_c;
