@@ -4,6 +4,7 @@
  *   1. The tables come from WEFT_ERR_MAP alone, so code, name and text can
  *      never disagree.
  *   2. weft_last_error() always returns a NUL-terminated string.
+ *   3. weft__err() may be passed weft_last_error() as an argument.
  * Thread-safety: thread-safe; the message buffer is thread-local.
  */
 #include <stdarg.h>
@@ -50,10 +51,14 @@ const char *weft_last_error(void)
 
 int weft__err(int code, const char *fmt, ...)
 {
+    /* Format into a local buffer first: callers may pass weft_last_error()
+     * itself as an argument ("%s: ...", weft_last_error()). */
+    char msg[sizeof last_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_msg, sizeof last_msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_msg, msg, sizeof msg);
     return code;
 }
 

@@ -3,8 +3,9 @@
  *
  * Three parts:
  *   mp.c     a bounded msgpack reader that trusts nothing, value validation
- *            and canonicalisation (msgpack-c is used only to pack: its
- *            unpacker allocates before it checks, see STACK.md).
+ *            and canonicalisation, and canonical writers (hand-written: no
+ *            msgpack-c here; its unpacker allocates before it checks, see
+ *            STACK.md).
  *   op.c     the op payload: encode/decode, zero-copy.
  *   fstate.c the state of one field (register heads, counter entries, set
  *            elements) and the merge rules applying an op to it.
@@ -27,7 +28,11 @@
  *      weft__op_decode accepts, weft__op_encode reproduces it byte for byte.
  *   3. Merge: applying a set of ops to a field state in any order that
  *      respects causality (every op after the ops it names in prev), with any
- *      duplicates, yields byte-identical encoded state (tests/crdt/test_laws.c).
+ *      batching, yields byte-identical encoded state (tests/crdt/test_laws.c).
+ *      Applying an op still present again changes nothing; but an op that was
+ *      superseded (a SET named in a later prev, an ADD removed) would come
+ *      back if applied again, because field state keeps no record of it: the
+ *      store must apply each op once, skipping ids already in its op log.
  *   4. A field state never holds an item whose id is <= the entity's
  *      tombstone: hidden items are dropped, so state depends only on the op set.
  * Thread-safety: all functions are reentrant; objects are one thread at a time.
@@ -119,7 +124,9 @@ typedef struct weft__op {
  */
 
 /** Append the canonical payload of @p op to @p out. The op must be valid
- * (WEFT_EINVAL otherwise: bad kind, bad name, unsorted prev). */
+ * (WEFT_EINVAL otherwise: bad kind, bad name, unsorted prev, a value that is
+ * not one canonical msgpack object; WEFT_ELIMIT for a name, value or prev
+ * count over its limit). @p out is unchanged on failure. */
 int weft__op_encode(const weft__op *op, weft__buf *out);
 
 /** Decode a payload filling exactly buf[0..len). Zero-copy: *out points into
