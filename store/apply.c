@@ -1,2 +1,792 @@
-/* store/apply.c - placeholder, being written. */
-typedef int weft__placeholder_store_apply_c;
+/* apply.c - the op log: applying one op (local or remote) to the log and the
+ * materialised state, atomic batch apply of remote ops, delta export, and
+ * op description.
+ *
+ * weft__store_apply_op() is the single path by which an op enters a store,
+ * whether weft_set issued it, weft_apply received it or a map growth replays
+ * it. It computes everything that can fail for lack of memory first and
+ * only then writes, so that an ENOMEM leaves the MDB txn untouched
+ * (t->wrote tells the caller whether anything was written):
+ *   ops        id -> payload (MDB_APPEND: an op we apply is always beyond
+ *              the device's chain, and a local op beyond every id)
+ *   by_device  device -> hlc (MDB_APPENDDUP, same reason)
+ *   fields / conflicts     SET INC ADD REM: merge into the field state
+ *   entities / fields / conflicts  DEL: raise the tombstone, prune fields
+ *   vv cache, counters     written by weft__store_flush at commit
+ *
+ * weft_ops_since() is a k-way merge over the by_device chains of the devices
+ * the other side lacks, so its cost is O(delta + devices), never a log scan:
+ * a binary heap keyed by (hlc, device) holds one cursor position per device;
+ * one by_device cursor serves all of them and is repositioned only when the
+ * next op comes from another device than the last.
+ *
+ * Invariants:
+ *   1. For each device the log holds a prefix of its chain: an op is applied
+ *      only when its dprev equals vv[device] (or it is local and newest).
+ *   2. vv[d] is the greatest hlc of d in `ops` and in `by_device`.
+ *   3. `conflicts` holds exactly the fields whose state has > 1 head and
+ *      t->conflicts counts them.
+ *   4. weft_apply leaves no trace of a failed batch: it runs in a nested MDB
+ *      txn and restores the vv cache, counters and journal length.
+ * Thread-safety: one thread at a time per txn; the store's clock is touched
+ * only by the write txn holder (under write_mu).
+ */
+#include "store_int.h"
+
+/* ---- the cached version vector of a write txn ---- */
+
+static size_t vv_find(const weft__vvent *v, size_t n, uint64_t device, bool *found)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid].device < device) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    *found = lo < n && v[lo].device == device;
+    return lo;
+}
+
+uint64_t weft__store_vv_get(const weft_txn *t, uint64_t device)
+{
+    bool found;
+    size_t i = vv_find(t->vv, t->nvv, device, &found);
+    return found ? t->vv[i].hlc : 0;
+}
+
+static int vv_reserve(weft_txn *t)
+{
+    if (t->nvv < t->vvcap) {
+        return 0;
+    }
+    size_t cap = t->vvcap ? t->vvcap * 2 : 16;
+    weft__vvent *p = weft__realloc(t->vv, cap * sizeof *p);
+    if (p == NULL) {
+        return weft__err(WEFT_ENOMEM, "out of memory growing the version vector");
+    }
+    t->vv = p;
+    t->vvcap = cap;
+    return 0;
+}
+
+/* Needs room for one more entry (vv_reserve) when the device is new. */
+int weft__store_vv_set(weft_txn *t, uint64_t device, uint64_t hlc)
+{
+    bool found;
+    size_t i = vv_find(t->vv, t->nvv, device, &found);
+    if (!found) {
+        int rc = vv_reserve(t);
+        if (rc != 0) {
+            return rc;
+        }
+        memmove(t->vv + i + 1, t->vv + i, (t->nvv - i) * sizeof *t->vv);
+        t->nvv++;
+        t->vv[i].device = device;
+    }
+    t->vv[i].hlc = hlc;
+    t->vv[i].dirty = true;
+    return 0;
+}
+
+static uint64_t meta_u64(weft_txn *t, const char *name)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    if (mdb_get(t->txn, t->s->dbi[WEFT__DB_META], &k, &v) == 0 && v.mv_size == 8) {
+        return weft__be64_get(v.mv_data);
+    }
+    return 0;
+}
+
+int weft__store_wstate_load(weft_txn *t)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_VV], &c);
+    if (rc != 0) {
+        return weft__store_mdb_err(rc, "reading the version vector");
+    }
+    t->nvv = 0;
+    uint64_t max = 0;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8 || v.mv_size != 8) {
+            mdb_cursor_close(c);
+            return weft__err(WEFT_ECORRUPT, "version vector record of %zu/%zu bytes", k.mv_size,
+                             v.mv_size);
+        }
+        if ((rc = vv_reserve(t)) != 0) {
+            mdb_cursor_close(c);
+            return rc;
+        }
+        weft__vvent *e = &t->vv[t->nvv++];
+        e->device = weft__be64_get(k.mv_data);
+        e->hlc = weft__be64_get(v.mv_data);
+        e->dirty = false;
+        max = e->hlc > max ? e->hlc : max;
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND) {
+        return weft__store_mdb_err(rc, "reading the version vector");
+    }
+    t->ops = t->ops0 = meta_u64(t, "ops");
+    t->conflicts = t->conflicts0 = meta_u64(t, "conflicts");
+    t->last_hlc = t->last_hlc0 = meta_u64(t, "last_hlc");
+    /* Another process (or an earlier run) may have issued or received later
+     * stamps: the clock must start above all of them. */
+    weft__hlc_floor(&t->s->clock, max > t->last_hlc ? max : t->last_hlc);
+    return 0;
+}
+
+/* ---- keys and field state ---- */
+
+int weft__store_key(weft__buf *b, weft_bytes coll, weft_bytes entity, weft_bytes field)
+{
+    weft__buf_reset(b);
+    int rc = weft__buf_reserve(b, coll.len + entity.len + field.len + 3);
+    if (rc != 0) {
+        return rc;
+    }
+    weft__buf_put(b, coll.ptr, coll.len);
+    weft__buf_put(b, "", 1);
+    weft__buf_put(b, entity.ptr, entity.len);
+    weft__buf_put(b, "", 1);
+    if (field.len > 0) {
+        weft__buf_put(b, field.ptr, field.len);
+        weft__buf_put(b, "", 1);
+    }
+    return 0;
+}
+
+int weft__store_fstate_load(weft_txn *t, const weft__buf *key, bool *found)
+{
+    MDB_val k = {key->len, key->ptr}, v;
+    int rc = mdb_get(t->txn, t->s->dbi[WEFT__DB_FIELDS], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *found = false;
+        return weft__fstate_decode(NULL, 0, &t->fs); /* empties, keeps the arrays */
+    }
+    if (rc != 0) {
+        return weft__store_mdb_err(rc, "reading a field");
+    }
+    *found = true;
+    rc = weft__fstate_decode(v.mv_data, v.mv_size, &t->fs);
+    if (rc == WEFT_ECORRUPT || rc == WEFT_ELIMIT) {
+        return weft__err(WEFT_ECORRUPT, "stored state of field \"%.*s\" is damaged", (int)key->len,
+                         (const char *)key->ptr);
+    }
+    return rc;
+}
+
+int weft__store_tomb(weft_txn *t, const uint8_t *key, size_t len, weft_id *tomb)
+{
+    MDB_val k = {len, (void *)key}, v;
+    int rc = mdb_get(t->txn, t->s->dbi[WEFT__DB_ENTITIES], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        tomb->hlc = tomb->device = 0;
+        return 0;
+    }
+    if (rc != 0) {
+        return weft__store_mdb_err(rc, "reading an entity");
+    }
+    if (v.mv_size != WEFT__ID_BYTES) {
+        return weft__err(WEFT_ECORRUPT, "entity tombstone of %zu bytes", v.mv_size);
+    }
+    *tomb = weft__id_get(v.mv_data);
+    return 0;
+}
+
+static int conflict_mark(weft_txn *t, const uint8_t *key, size_t len, bool before, bool after)
+{
+    if (before == after) {
+        return 0;
+    }
+    MDB_val k = {len, (void *)key}, v = {0, (void *)""};
+    int rc = after ? mdb_put(t->txn, t->s->dbi[WEFT__DB_CONFLICTS], &k, &v, 0)
+                   : mdb_del(t->txn, t->s->dbi[WEFT__DB_CONFLICTS], &k, NULL);
+    if (rc != 0 && !(rc == MDB_NOTFOUND && !after)) {
+        return weft__store_mdb_err(rc, "updating the conflict list");
+    }
+    t->conflicts = after ? t->conflicts + 1 : t->conflicts - 1;
+    return 0;
+}
+
+/* Write the state in t->fs (encoded into t->val) back at key. */
+static int field_write(weft_txn *t, const uint8_t *key, size_t klen, bool found)
+{
+    MDB_val k = {klen, (void *)key}, v = {t->val.len, t->val.ptr};
+    int rc;
+    if (t->val.len == 0) {
+        rc = found ? mdb_del(t->txn, t->s->dbi[WEFT__DB_FIELDS], &k, NULL) : 0;
+    } else {
+        rc = mdb_put(t->txn, t->s->dbi[WEFT__DB_FIELDS], &k, &v, 0);
+    }
+    return rc ? weft__store_mdb_err(rc, "writing a field") : 0;
+}
+
+/* A delete reached the entity at t->key: prune every field of it. */
+static int prune_entity(weft_txn *t, weft_id tomb)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_FIELDS], &c);
+    if (rc != 0) {
+        return weft__store_mdb_err(rc, "deleting an entity");
+    }
+    size_t plen = t->key.len;
+    MDB_val k = {plen, t->key.ptr}, v;
+    int mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    rc = 0;
+    while (mrc == 0 && k.mv_size > plen && memcmp(k.mv_data, t->key.ptr, plen) == 0) {
+        if ((rc = weft__fstate_decode(v.mv_data, v.mv_size, &t->fs)) != 0) {
+            rc = rc == WEFT_ENOMEM ? rc : weft__err(WEFT_ECORRUPT, "damaged field state");
+            break;
+        }
+        bool before = weft__fstate_conflict(&t->fs);
+        if (weft__fstate_prune(&t->fs, tomb) == 0) {
+            mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+            continue;
+        }
+        weft__buf_reset(&t->val);
+        weft__buf_reset(&t->key2);
+        if ((rc = weft__fstate_encode(&t->fs, &t->val)) != 0 ||
+            (rc = weft__buf_put(&t->key2, k.mv_data, k.mv_size)) != 0) {
+            break;
+        }
+        t->wrote = true;
+        if ((rc = field_write(t, t->key2.ptr, t->key2.len, true)) != 0 ||
+            (rc = conflict_mark(t, t->key2.ptr, t->key2.len, before,
+                                weft__fstate_conflict(&t->fs))) != 0) {
+            break;
+        }
+        /* Reposition after our write: at the record itself if it stayed. */
+        k.mv_size = t->key2.len;
+        k.mv_data = t->key2.ptr;
+        mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (mrc == 0 && t->val.len > 0) {
+            mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        }
+    }
+    mdb_cursor_close(c);
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND) {
+        rc = weft__store_mdb_err(mrc, "deleting an entity");
+    }
+    return rc;
+}
+
+int weft__store_apply_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t len,
+                         const weft__op *op, bool local)
+{
+    weft_store *s = t->s;
+    static const weft_bytes none = {NULL, 0};
+    bool found = false, before = false, changed = false;
+    weft_id tomb, newtomb = {0, 0};
+    int rc;
+    t->wrote = false;
+
+    /* 1. Everything that may fail for memory. */
+    if ((rc = vv_reserve(t)) != 0) {
+        return rc;
+    }
+    bool del = op->kind == WEFT__OP_DEL;
+    if ((rc = weft__store_key(&t->key, op->coll, op->entity, del ? none : op->field)) != 0) {
+        return rc;
+    }
+    size_t elen = op->coll.len + op->entity.len + 2;
+    if ((rc = weft__store_tomb(t, t->key.ptr, elen, &tomb)) != 0) {
+        return rc;
+    }
+    if (del) {
+        newtomb = weft_id_cmp(id, tomb) > 0 ? id : tomb;
+    } else {
+        if ((rc = weft__store_fstate_load(t, &t->key, &found)) != 0) {
+            return rc;
+        }
+        before = weft__fstate_conflict(&t->fs);
+        rc = weft__fstate_apply(&t->fs, id, op, tomb);
+        if (rc < 0) {
+            return rc == WEFT_EINVAL ? weft__err(WEFT_ECORRUPT, "op cannot apply to its field")
+                                     : rc;
+        }
+        changed = rc == 1;
+        weft__buf_reset(&t->val);
+        if (changed && (rc = weft__fstate_encode(&t->fs, &t->val)) != 0) {
+            return rc;
+        }
+    }
+
+    /* 2. The log. */
+    t->wrote = true;
+    uint8_t idb[WEFT__ID_BYTES];
+    weft__id_put(idb, id);
+    MDB_val k = {WEFT__ID_BYTES, idb}, v = {len, (void *)payload};
+    rc = mdb_put(t->txn, s->dbi[WEFT__DB_OPS], &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST) { /* not the greatest id after all: a plain put */
+        rc = mdb_put(t->txn, s->dbi[WEFT__DB_OPS], &k, &v, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST) {
+            return weft__err(WEFT_ECORRUPT, "op %016llx.%016llx is already in the log",
+                             (unsigned long long)id.hlc, (unsigned long long)id.device);
+        }
+    }
+    if (rc != 0) {
+        return weft__store_mdb_err(rc, "writing the op log");
+    }
+    MDB_val dk = {8, idb + 8}, dv = {8, idb};
+    rc = mdb_put(t->txn, s->dbi[WEFT__DB_BY_DEVICE], &dk, &dv, MDB_APPENDDUP);
+    if (rc == MDB_KEYEXIST) {
+        rc = mdb_put(t->txn, s->dbi[WEFT__DB_BY_DEVICE], &dk, &dv, MDB_NODUPDATA);
+    }
+    if (rc != 0) {
+        return weft__store_mdb_err(rc, "writing the device index");
+    }
+
+    /* 3. The materialised state. */
+    if (del) {
+        if (weft_id_cmp(newtomb, tomb) > 0) {
+            uint8_t tb[WEFT__ID_BYTES];
+            weft__id_put(tb, newtomb);
+            MDB_val ek = {elen, t->key.ptr}, ev = {WEFT__ID_BYTES, tb};
+            if ((rc = mdb_put(t->txn, s->dbi[WEFT__DB_ENTITIES], &ek, &ev, 0)) != 0) {
+                return weft__store_mdb_err(rc, "writing an entity tombstone");
+            }
+            if ((rc = prune_entity(t, newtomb)) != 0) {
+                return rc;
+            }
+        }
+    } else if (changed) {
+        if ((rc = field_write(t, t->key.ptr, t->key.len, found)) != 0 ||
+            (rc = conflict_mark(t, t->key.ptr, t->key.len, before,
+                                weft__fstate_conflict(&t->fs))) != 0) {
+            return rc;
+        }
+    }
+
+    /* 4. The caches flushed at commit. */
+    uint64_t have = weft__store_vv_get(t, id.device);
+    if (id.hlc > have) {
+        weft__store_vv_set(t, id.device, id.hlc); /* room reserved above */
+    }
+    t->ops++;
+    if (local && id.hlc > t->last_hlc) {
+        t->last_hlc = id.hlc;
+    }
+    return 0;
+}
+
+/* ---- weft_apply ---- */
+
+static int check_prev(weft_txn *t, size_t i, weft_id id, const weft__op *op)
+{
+    for (uint32_t j = 0; j < op->nprev; j++) {
+        weft_id p = weft__id_get(op->prev + (size_t)j * WEFT__ID_BYTES);
+        if (weft_id_cmp(p, id) >= 0) {
+            return weft__err(WEFT_ECORRUPT, "op %zu names a later op %016llx.%016llx in prev", i,
+                             (unsigned long long)p.hlc, (unsigned long long)p.device);
+        }
+        if (p.device == 0 || p.hlc > weft__store_vv_get(t, p.device)) {
+            return weft__err(WEFT_EGAP, "op %zu names op %016llx.%016llx, which is not held", i,
+                             (unsigned long long)p.hlc, (unsigned long long)p.device);
+        }
+    }
+    return 0;
+}
+
+static int apply_batch(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *r)
+{
+    weft_store *s = t->s;
+    for (size_t i = 0; i < n; i++) {
+        r->failed_at = i;
+        const weft_op *o = &ops[i];
+        weft_id id = o->id;
+        if (id.device == 0 || id.hlc == 0) {
+            return weft__err(WEFT_ECORRUPT, "op %zu has a zero %s", i,
+                             id.device == 0 ? "device" : "hlc");
+        }
+        if (i > 0 && weft_id_cmp(ops[i - 1].id, id) >= 0) {
+            return weft__err(WEFT_ECORRUPT, "op %zu is not after op %zu in (hlc, device) order", i,
+                             i - 1);
+        }
+        if (o->payload.ptr == NULL && o->payload.len > 0) {
+            return weft__err(WEFT_EINVAL, "op %zu has a NULL payload", i);
+        }
+        if (o->payload.len > WEFT_PAYLOAD_MAX) {
+            return weft__err(WEFT_ELIMIT, "op %zu payload is %zu bytes, the limit is %u", i,
+                             o->payload.len, (unsigned)WEFT_PAYLOAD_MAX);
+        }
+        uint64_t have = weft__store_vv_get(t, id.device);
+        if (id.hlc <= have) {
+            uint8_t idb[WEFT__ID_BYTES];
+            weft__id_put(idb, id);
+            MDB_val k = {WEFT__ID_BYTES, idb}, v;
+            int rc = mdb_get(t->txn, s->dbi[WEFT__DB_OPS], &k, &v);
+            if (rc == MDB_NOTFOUND) {
+                return weft__err(WEFT_ECORRUPT,
+                                 "op %zu (%016llx.%016llx) is below the device's held hlc "
+                                 "%llu but not in the log: the sender's chain is inconsistent",
+                                 i, (unsigned long long)id.hlc, (unsigned long long)id.device,
+                                 (unsigned long long)have);
+            }
+            if (rc != 0) {
+                return weft__store_mdb_err(rc, "reading the op log");
+            }
+            if (v.mv_size != o->payload.len || memcmp(v.mv_data, o->payload.ptr, v.mv_size)) {
+                return weft__err(WEFT_ECONFLICT,
+                                 "op %zu (%016llx.%016llx) is held with different content", i,
+                                 (unsigned long long)id.hlc, (unsigned long long)id.device);
+            }
+            r->duplicates++;
+            continue;
+        }
+        if (o->dprev > have) {
+            return weft__err(WEFT_EGAP,
+                             "op %zu: missing ops of device %016llx between hlc %llu and %llu", i,
+                             (unsigned long long)id.device, (unsigned long long)have,
+                             (unsigned long long)o->dprev);
+        }
+        if (o->dprev < have) {
+            return weft__err(WEFT_ECORRUPT,
+                             "op %zu: inconsistent chain of device %016llx (dprev %llu, held %llu)",
+                             i, (unsigned long long)id.device, (unsigned long long)o->dprev,
+                             (unsigned long long)have);
+        }
+        weft__op op;
+        int rc = weft__op_decode(o->payload.ptr, o->payload.len, &op);
+        if (rc != 0) {
+            return rc == WEFT_ELIMIT ? rc
+                                     : weft__err(WEFT_ECORRUPT, "op %zu: %s", i, weft_last_error());
+        }
+        if ((rc = check_prev(t, i, id, &op)) != 0) {
+            return rc;
+        }
+        uint64_t ahead = weft__hlc_ahead_ms(&s->clock, id.hlc);
+        if (weft__hlc_recv(&s->clock, id.hlc, NULL) == WEFT_ECLOCK) {
+            r->deferred = n - i;
+            r->skew_ms = ahead;
+            r->failed_at = n;
+            weft__err_clear();
+            return 0;
+        }
+        if ((rc = weft__store_journal_op(t, id, o->payload.ptr, o->payload.len, false)) != 0 ||
+            (rc = weft__store_apply_op(t, id, o->payload.ptr, o->payload.len, &op, false)) != 0) {
+            return rc;
+        }
+        r->applied++;
+    }
+    r->failed_at = n;
+    return 0;
+}
+
+int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *res)
+{
+    int rc = weft__store_usable(t, true);
+    if (rc != 0) {
+        return rc;
+    }
+    if (ops == NULL && n > 0) {
+        return weft__err(WEFT_EINVAL, "weft_apply: ops is NULL");
+    }
+    for (;;) {
+        weft_apply_result r;
+        memset(&r, 0, sizeof r);
+        /* Snapshot what the nested txn cannot roll back for us. */
+        if (t->vv_savecap < t->nvv) {
+            weft__vvent *p = weft__realloc(t->vv_save, t->nvv * sizeof *p);
+            if (p == NULL) {
+                return weft__err(WEFT_ENOMEM, "out of memory saving the version vector");
+            }
+            t->vv_save = p;
+            t->vv_savecap = t->nvv;
+        }
+        size_t nvv = t->nvv, jlen = t->journal.len;
+        uint64_t ops0 = t->ops, conf0 = t->conflicts, last0 = t->last_hlc;
+        if (nvv > 0) {
+            memcpy(t->vv_save, t->vv, nvv * sizeof *t->vv);
+        }
+        MDB_txn *parent = t->txn, *child;
+        if ((rc = mdb_txn_begin(t->s->env, parent, 0, &child)) != 0) {
+            return weft__store_mdb_err(rc, "beginning a nested transaction");
+        }
+        t->txn = child;
+        rc = apply_batch(t, ops, n, &r);
+        if (rc == 0) {
+            rc = weft__store_mdb_err(mdb_txn_commit(child), "committing a batch");
+            r.failed_at = n;
+        } else {
+            mdb_txn_abort(child);
+        }
+        t->txn = parent;
+        if (rc == 0) {
+            if (res != NULL) {
+                *res = r;
+            }
+            return 0;
+        }
+        if (nvv > 0) {
+            memcpy(t->vv, t->vv_save, nvv * sizeof *t->vv);
+        }
+        t->nvv = nvv;
+        t->journal.len = jlen;
+        t->ops = ops0;
+        t->conflicts = conf0;
+        t->last_hlc = last0;
+        if (rc != WEFT__EMAPFULL) {
+            if (res != NULL) {
+                res->failed_at = r.failed_at;
+            }
+            return rc;
+        }
+        if ((rc = weft__store_regrow(t)) != 0) {
+            return rc;
+        }
+    }
+}
+
+/* ---- weft_ops_since ---- */
+
+typedef struct pos {
+    uint64_t hlc, device, dprev;
+} pos;
+
+static bool pos_less(const pos *a, const pos *b)
+{
+    return a->hlc != b->hlc ? a->hlc < b->hlc : a->device < b->device;
+}
+
+static void heap_down(pos *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < n && pos_less(&h[l], &h[m])) {
+            m = l;
+        }
+        if (l + 1 < n && pos_less(&h[l + 1], &h[m])) {
+            m = l + 1;
+        }
+        if (m == i) {
+            return;
+        }
+        pos tmp = h[i];
+        h[i] = h[m];
+        h[m] = tmp;
+        i = m;
+    }
+}
+
+/* The version vector of @p t as (device, hlc) pairs in t->scratch. */
+static int vv_snapshot(weft_txn *t, weft__vvent **out, size_t *n)
+{
+    if (!t->rdonly) {
+        *out = t->vv;
+        *n = t->nvv;
+        return 0;
+    }
+    weft__buf_reset(&t->scratch);
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_VV], &c);
+    if (rc != 0) {
+        return weft__store_mdb_err(rc, "reading the version vector");
+    }
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        t->visited++;
+        if (k.mv_size != 8 || v.mv_size != 8) {
+            rc = weft__err(WEFT_ECORRUPT, "version vector record of %zu/%zu bytes", k.mv_size,
+                           v.mv_size);
+            break;
+        }
+        weft__vvent e = {weft__be64_get(k.mv_data), weft__be64_get(v.mv_data), false};
+        if ((rc = weft__buf_put(&t->scratch, &e, sizeof e)) != 0) {
+            break;
+        }
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND) {
+        return rc > 0 ? weft__store_mdb_err(rc, "reading the version vector") : rc;
+    }
+    *out = (weft__vvent *)(void *)t->scratch.ptr;
+    *n = t->scratch.len / sizeof(weft__vvent);
+    return 0;
+}
+
+int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user)
+{
+    int rc = weft__store_usable(t, false);
+    if (rc != 0) {
+        return rc;
+    }
+    if (cb == NULL) {
+        return weft__err(WEFT_EINVAL, "weft_ops_since: callback is NULL");
+    }
+    weft__vvent *vv = NULL;
+    size_t nvv = 0;
+    if ((rc = vv_snapshot(t, &vv, &nvv)) != 0) {
+        return rc;
+    }
+    pos *heap = weft__malloc((nvv ? nvv : 1) * sizeof *heap);
+    if (heap == NULL) {
+        return weft__err(WEFT_ENOMEM, "out of memory streaming ops");
+    }
+    MDB_cursor *c = NULL;
+    if ((rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_BY_DEVICE], &c)) != 0) {
+        weft__free(heap);
+        return weft__store_mdb_err(rc, "streaming ops");
+    }
+    size_t nh = 0;
+    long count = 0; /* streamed so far */
+    uint8_t kb[8], hb[8];
+    MDB_val k, v;
+    for (size_t i = 0; i < nvv; i++) {
+        uint64_t from = have ? weft_vv_get(have, vv[i].device) : 0;
+        if (vv[i].hlc <= from) {
+            continue;
+        }
+        weft__be64_put(kb, vv[i].device);
+        weft__be64_put(hb, from + 1);
+        k.mv_size = 8, k.mv_data = kb;
+        v.mv_size = 8, v.mv_data = hb;
+        t->visited++;
+        rc = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH_RANGE);
+        if (rc != 0 || v.mv_size != 8) {
+            rc = rc == MDB_NOTFOUND || rc == 0
+                     ? weft__err(WEFT_ECORRUPT, "device %016llx is in the vv but not indexed",
+                                 (unsigned long long)vv[i].device)
+                     : weft__store_mdb_err(rc, "streaming ops");
+            goto out;
+        }
+        pos p = {weft__be64_get(v.mv_data), vv[i].device, 0};
+        t->visited++;
+        if (mdb_cursor_get(c, &k, &v, MDB_PREV_DUP) == 0) {
+            p.dprev = weft__be64_get(v.mv_data);
+        }
+        heap[nh++] = p;
+    }
+    for (size_t i = nh / 2; i-- > 0;) {
+        heap_down(heap, nh, i);
+    }
+    uint64_t at_dev = 0, at_hlc = 0; /* where the cursor sits (0: unknown) */
+    rc = 0;
+    while (nh > 0) {
+        pos p = heap[0];
+        uint8_t idb[WEFT__ID_BYTES];
+        weft_id id = {p.hlc, p.device};
+        weft__id_put(idb, id);
+        MDB_val ok = {WEFT__ID_BYTES, idb}, ov;
+        t->visited++;
+        if ((rc = mdb_get(t->txn, t->s->dbi[WEFT__DB_OPS], &ok, &ov)) != 0) {
+            rc = rc == MDB_NOTFOUND ? weft__err(WEFT_ECORRUPT, "indexed op not in the log")
+                                    : weft__store_mdb_err(rc, "streaming ops");
+            goto out;
+        }
+        weft_op op = {id, p.dprev, {ov.mv_data, ov.mv_size}};
+        count++;
+        if (cb(&op, user) != 0) {
+            break;
+        }
+        /* Advance this device's position. */
+        if (at_dev != p.device || at_hlc != p.hlc) {
+            weft__be64_put(kb, p.device);
+            weft__be64_put(hb, p.hlc);
+            k.mv_size = 8, k.mv_data = kb;
+            v.mv_size = 8, v.mv_data = hb;
+            t->visited++;
+            if ((rc = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH)) != 0) {
+                rc = weft__err(WEFT_ECORRUPT, "device index changed while streaming");
+                goto out;
+            }
+        }
+        t->visited++;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP);
+        if (rc == 0) {
+            heap[0].dprev = p.hlc;
+            heap[0].hlc = weft__be64_get(v.mv_data);
+            at_dev = p.device;
+            at_hlc = heap[0].hlc;
+        } else if (rc == MDB_NOTFOUND) {
+            heap[0] = heap[--nh];
+            at_dev = 0;
+        } else {
+            rc = weft__store_mdb_err(rc, "streaming ops");
+            goto out;
+        }
+        rc = 0;
+        heap_down(heap, nh, 0);
+    }
+out:
+    mdb_cursor_close(c);
+    weft__free(heap);
+    if (rc != 0) {
+        return rc;
+    }
+    return count > 0x7fffffffL ? 0x7fffffff : (int)count;
+}
+
+/* ---- weft_op_describe ---- */
+
+static const char *arena_str(weft_txn *t, weft_bytes b)
+{
+    char *p = weft__arena_alloc(&t->describe, b.len + 1);
+    if (p != NULL) {
+        if (b.len > 0) {
+            memcpy(p, b.ptr, b.len);
+        }
+        p[b.len] = '\0';
+    }
+    return p;
+}
+
+int weft_op_describe(weft_txn *t, const weft_op *op, weft_op_info *out)
+{
+    int rc = weft__store_usable(t, false);
+    if (rc != 0) {
+        return rc;
+    }
+    if (op == NULL || out == NULL) {
+        return weft__err(WEFT_EINVAL, "weft_op_describe: op and out are required");
+    }
+    weft__op d;
+    if ((rc = weft__op_decode(op->payload.ptr, op->payload.len, &d)) != 0) {
+        return rc;
+    }
+    /* Views live in their own arena, reset here: describing a whole log in
+     * one transaction (weft log, weft export) then runs in constant memory. */
+    weft__arena_reset(&t->describe);
+    weft_op_info info;
+    memset(&info, 0, sizeof info);
+    info.kind = weft__op_kind_name(d.kind);
+    info.coll = arena_str(t, d.coll);
+    info.entity = arena_str(t, d.entity);
+    info.field = arena_str(t, d.field);
+    info.value = d.value;
+    if (d.kind == WEFT__OP_INC) {
+        weft__buf_reset(&t->scratch);
+        if ((rc = weft__mp_put_int(&t->scratch, d.delta)) != 0) {
+            return rc;
+        }
+        info.value.ptr = weft__arena_dup(&t->describe, t->scratch.ptr, t->scratch.len);
+        info.value.len = t->scratch.len;
+        if (info.value.ptr == NULL) {
+            return weft__err(WEFT_ENOMEM, "out of memory describing an op");
+        }
+    } else if (d.kind == WEFT__OP_DEL) {
+        info.value.ptr = "";
+        info.value.len = 0;
+    }
+    if (d.nprev > 0) {
+        weft_id *ids = weft__arena_alloc(&t->describe, d.nprev * sizeof *ids);
+        if (ids == NULL) {
+            return weft__err(WEFT_ENOMEM, "out of memory describing an op");
+        }
+        for (uint32_t i = 0; i < d.nprev; i++) {
+            ids[i] = weft__id_get(d.prev + (size_t)i * WEFT__ID_BYTES);
+        }
+        info.prev = ids;
+        info.nprev = d.nprev;
+    }
+    if (info.coll == NULL || info.entity == NULL || info.field == NULL) {
+        return weft__err(WEFT_ENOMEM, "out of memory describing an op");
+    }
+    *out = info;
+    return 0;
+}

@@ -91,6 +91,7 @@ typedef struct weft_store weft_store;
 
 enum {
     WEFT_OPEN_CREATE = 1u << 0, /* create the store if the directory holds none */
+    WEFT_OPEN_EXCL = 1u << 1,   /* with CREATE: fail with WEFT_EEXIST if a store exists */
 };
 
 /** Options for weft_store_open(). Initialise with weft_options_init() and
@@ -111,7 +112,8 @@ WEFT_API void weft_options_init(weft_options *opt);
  * @param[in]  dir  copied.
  * @param[in]  opt  copied; NULL for defaults (no create).
  * @param[out] out  caller owns; close with weft_store_close().
- * @return 0; WEFT_ENOSTORE (no store and no WEFT_OPEN_CREATE), WEFT_EVERSION
+ * @return 0; WEFT_ENOSTORE (no store and no WEFT_OPEN_CREATE), WEFT_EEXIST (a
+ * store exists and WEFT_OPEN_EXCL was given), WEFT_EVERSION
  * (store of another schema version), WEFT_ECORRUPT (not a weft store, or a
  * damaged file), WEFT_EIO, WEFT_EFULL, WEFT_ENOMEM, WEFT_EINVAL. */
 WEFT_API WEFT_MUST_CHECK int weft_store_open(const char *dir, const weft_options *opt,
@@ -305,6 +307,7 @@ WEFT_API int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, voi
 
 /** What weft_apply() did. */
 typedef struct weft_apply_result {
+    size_t failed_at;  /* on error: index of the op that failed the batch, else n */
     size_t applied;    /* new ops applied */
     size_t duplicates; /* ops already held (skipped) */
     size_t deferred;   /* ops left for later: beyond the drift horizon */
@@ -315,7 +318,9 @@ typedef struct weft_apply_result {
  * transaction @p t, atomically: on any error nothing of the batch remains and
  * @p t stays usable. Ops beyond the drift horizon end the batch: those before
  * are applied and the rest counted as deferred (not an error). Duplicates are
- * skipped. The store's clock observes every applied op.
+ * skipped. The store's clock observes every applied op. On error, when @p res
+ * is not NULL, only res->failed_at is written: the index of the op that failed
+ * the batch (n when no single op did, e.g. out of memory).
  * @param[in] ops  borrowed for the call.
  * @return 0; WEFT_EGAP (an op's device predecessor, or an op it names, is not
  * held), WEFT_ECORRUPT (malformed op, or out of order), WEFT_ECONFLICT (an op
@@ -324,7 +329,9 @@ typedef struct weft_apply_result {
 WEFT_API int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *res);
 
 /** A decoded view of an op's payload, for logs and tools. Borrowed from the
- * op's payload (and @p t's scratch space): valid while both are. */
+ * op's payload and @p t's scratch space: valid while the payload is, until
+ * the next weft_op_describe() on @p t or the end of @p t, whichever is first
+ * (so describing a whole log runs in constant memory). */
 typedef struct weft_op_info {
     const char *kind; /* "set", "del", "inc", "add", "rem" */
     const char *coll, *entity, *field; /* field is "" for del */
