@@ -13,6 +13,7 @@
 #include <weft/weft_err.h>
 #include <weft/weft_export.h>
 #include <weft/weft_store.h>
+#include <weft/weft_sync.h>
 
 #define WEFT_VERSION_MAJOR 0
 #define WEFT_VERSION_MINOR 1
