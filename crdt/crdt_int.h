@@ -7,7 +7,7 @@
  *            msgpack-c here; its unpacker allocates before it checks, see
  *            STACK.md).
  *   op.c     the op payload: encode/decode, zero-copy.
- *   fstate.c the state of one field (register heads, counter entries, set
+ *   fstate.c the state of one field (register heads, counter summary, set
  *            elements) and the merge rules applying an op to it.
  *
  * Canonical msgpack (what every value, payload and state record is):
@@ -29,12 +29,19 @@
  *   3. Merge: applying a set of ops to a field state in any order that
  *      respects causality (every op after the ops it names in prev), with any
  *      batching, yields byte-identical encoded state (tests/crdt/test_laws.c).
- *      Applying an op still present again changes nothing; but an op that was
- *      superseded (a SET named in a later prev, an ADD removed) would come
- *      back if applied again, because field state keeps no record of it: the
- *      store must apply each op once, skipping ids already in its op log.
+ *      Applying a SET, ADD or REM still present again changes nothing; but an
+ *      op that was superseded (a SET named in a later prev, an ADD removed)
+ *      would come back if applied again, because field state keeps no record
+ *      of it, and an INC would be counted twice (the state keeps only the
+ *      sum of the increments, not their ids): the store must apply each op
+ *      once, skipping ids already in its op log.
  *   4. A field state never holds an item whose id is <= the entity's
  *      tombstone: hidden items are dropped, so state depends only on the op set.
+ *      Counter increments are not items of the state but rows the caller
+ *      keeps sorted by id (the store's `counters` database); the state holds
+ *      their sum, count and newest id. The rule holds for them through the
+ *      caller, who removes the rows <= the tombstone and tells the state with
+ *      weft__fstate_counter_sub (see "Counters" below).
  * Thread-safety: all functions are reentrant; objects are one thread at a time.
  */
 #ifndef WEFT_CRDT_INT_H
@@ -145,9 +152,22 @@ int weft__name_check(const char *name, const char *what, size_t *len);
 
 /* ================================================================ fstate.c */
 
-/* The state of one field: register heads, counter entries and set elements
- * (a field normally uses one kind; if ops of several kinds hit the same
- * field all are kept and the one with the newest op is visible).
+/* The state of one field: register heads, a counter summary and set
+ * elements (a field normally uses one kind; if ops of several kinds hit the
+ * same field all are kept and the one with the newest op is visible).
+ *
+ * Counters. The increments of a counter field are *rows* (id, delta) kept by
+ * the caller outside the state, sorted by id (the store: the `counters`
+ * database, key = field key | id); keeping them inside the record would make
+ * every increment rewrite all earlier ones. The state holds only what the
+ * readers and the merge rules need: the wrapped sum of the rows' deltas,
+ * their number and the greatest row id (to pick the visible kind). The
+ * rows are exactly the INCs applied with an id above the tombstone:
+ *   - weft__fstate_apply(INC) returns 1 when the increment counts (its id is
+ *     above the tombstone): the caller then stores the row (id, delta);
+ *   - when the tombstone rises to T the caller removes its rows with id <= T,
+ *     oldest first, calling weft__fstate_counter_sub for each.
+ * So the summary is a function of the rows, and the rows of the op set.
  *
  * Views (weft_bytes, id arrays) point either into the stored record the
  * state was decoded from or into ops applied to it: the caller keeps those
@@ -158,10 +178,11 @@ typedef struct weft__head {
     weft_bytes value;
 } weft__head;
 
-typedef struct weft__entry { /* one counter increment */
-    weft_id id;
-    int64_t delta;
-} weft__entry;
+typedef struct weft__counter { /* summary of the counter rows (see above) */
+    uint64_t sum;              /* sum of the rows' deltas, modulo 2^64 */
+    uint64_t count;            /* number of rows; 0: no counter (sum 0, newest {0,0}) */
+    weft_id newest;            /* greatest row id */
+} weft__counter;
 
 typedef struct weft__elem { /* one set element and the adds keeping it alive */
     weft_bytes value;
@@ -172,8 +193,7 @@ typedef struct weft__elem { /* one set element and the adds keeping it alive */
 typedef struct weft__fstate {
     weft__head *heads; /* ascending id */
     uint32_t nheads, heads_cap;
-    weft__entry *entries; /* ascending id */
-    uint32_t nentries, entries_cap;
+    weft__counter ctr;
     weft__elem *elems; /* ascending by value bytes (memcmp, shorter first) */
     uint32_t nelems, elems_cap;
 } weft__fstate;
@@ -196,17 +216,33 @@ bool weft__fstate_empty(const weft__fstate *st);
 /** Merge one op (SET, INC, ADD or REM) with id @p id into the state, for an
  * entity whose tombstone is @p tomb ({0,0} if never deleted):
  *   SET: heads := heads minus the ids in op->prev, plus (id, value).
- *   INC: entries += (id, delta).
+ *   INC: weft__fstate_counter_add(id, delta); the caller stores the row.
  *   ADD: the element's adds += id (the element is created if new).
  *   REM: the element's adds minus op->prev; an element with no add left goes.
- * An op whose id is <= tomb changes nothing (it is hidden); an op already
- * present changes nothing. Returns 1 if the state changed, 0 if not, or
- * WEFT_ENOMEM / WEFT_EINVAL (DEL or bad op). */
+ * An op whose id is <= tomb changes nothing (it is hidden); a SET, ADD or REM
+ * already present changes nothing. An INC cannot be recognised as present
+ * (its id is only in the caller's rows): the caller must not apply it twice.
+ * Returns 1 if the state changed (for INC: the row must be stored), 0 if
+ * not, or WEFT_ENOMEM / WEFT_EINVAL (DEL or bad op). */
 int weft__fstate_apply(weft__fstate *st, weft_id id, const weft__op *op, weft_id tomb);
 
-/** Drop every item whose id is <= @p tomb (a delete arrived). Returns 1 if
+/** Drop every register head and set add whose id is <= @p tomb (a delete
+ * arrived). The counter summary is left alone: its rows are the caller's,
+ * who removes those <= @p tomb with weft__fstate_counter_sub. Returns 1 if
  * anything was dropped. */
 int weft__fstate_prune(weft__fstate *st, weft_id tomb);
+
+/** Count one more counter row (id, delta): sum += delta (mod 2^64),
+ * count += 1, newest = max(newest, id). What weft__fstate_apply does for an
+ * INC above the tombstone. Never fails. */
+void weft__fstate_counter_add(weft__fstate *st, weft_id id, int64_t delta);
+
+/** One counter row of @p delta was removed: sum -= delta, count -= 1.
+ * Rows must be removed oldest first (a prune takes those <= the tombstone),
+ * so newest stays unless no row is left, when the summary becomes empty.
+ * WEFT_ECORRUPT if the summary disagrees with the rows (no row counted, or
+ * a non-zero sum left with the last row), the state unchanged. */
+int weft__fstate_counter_sub(weft__fstate *st, int64_t delta);
 
 /** What a reader sees. */
 typedef struct weft__visible {
@@ -218,9 +254,9 @@ typedef struct weft__visible {
 
 /** The visible value: the kind whose newest item is newest; its value is the
  * newest head (register), the sum as a canonical int (counter, wrapping
- * modulo 2^64), or the canonical array of elements in element order (set),
- * the last two appended to @p scratch (value points into it: do not grow
- * scratch before using it). WEFT_ENOMEM. */
+ * modulo 2^64, from the summary: no row is read), or the canonical array of
+ * elements in element order (set), the last two appended to @p scratch (value points into it: do
+ * not grow scratch before using it). WEFT_ENOMEM. */
 int weft__fstate_visible(const weft__fstate *st, weft__buf *scratch, weft__visible *out);
 
 /** True when the register has more than one head. */

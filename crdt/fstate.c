@@ -1,10 +1,12 @@
 /* fstate.c - the state of one field and the merge rules that apply ops to it.
  *
- * A field state holds up to three sections: register heads (id, value),
- * counter entries (id, delta) and set elements (value, add ids). The store
- * keeps one record per field, decodes it, applies ops, prunes it when the
- * entity's tombstone rises, and writes it back; readers decode it and ask
- * for the visible value. Merge rules are in crdt_int.h (weft__fstate_apply).
+ * A field state holds up to three sections: register heads (id, value), a
+ * counter summary (sum, count, newest id of the increments, which are rows
+ * kept by the caller: see "Counters" in crdt_int.h) and set elements (value,
+ * add ids). The store keeps one record per field, decodes it, applies ops,
+ * prunes it when the entity's tombstone rises, and writes it back; readers
+ * decode it and ask for the visible value. Merge rules are in crdt_int.h
+ * (weft__fstate_apply).
  *
  * Stored record (canonical msgpack; ids are 16 bytes, big-endian hlc then
  * device). The empty state is zero bytes: the store deletes the record.
@@ -19,9 +21,11 @@
  *                   bin(16 n)          the n head ids, strictly ascending
  *                   value_1 .. value_n the values, in id order: canonical
  *                                      msgpack, nesting <= WEFT_DEPTH_MAX
- *   [1] counter  bin(24 n), n >= 0:    n entries, strictly ascending by id,
- *                   id(16) | delta(8)  delta big-endian two's complement
- *                                      (c4 00 when empty and k == 3)
+ *   [1] counter  bin(32):              the summary of n >= 1 increment rows
+ *                   sum(8)             sum of their deltas modulo 2^64, BE
+ *                   count(8)           n, BE, >= 1
+ *                   newest(16)         the greatest row id
+ *                or bin(0) (c4 00):    no counter (only when k == 3)
  *   [2] elems    array(2 m), m >= 1:   m elements, strictly ascending by
  *                   value_i            value bytes (memcmp, shorter first)
  *                   bin(16 a_i), a_i >= 1  the ids of the adds keeping the
@@ -30,21 +34,25 @@
  * array(x) and bin(x) use the shortest header (90+x / dc / dd; c4 / c5 / c6).
  * Examples (pinned as golden vectors in tests/crdt/test_codec.c):
  *   register, one head holding 5   91 92 c4 10 <id> 05            21 bytes
- *   counter, one entry             92 90 c4 18 <id> <delta>       28 bytes
+ *   counter (any number of incs)   92 90 c4 20 <sum> <n> <id>     36 bytes
  *   set, element "a" added once    93 90 c4 00 92 a1 61 c4 10 <id> 25 bytes
- * Overhead per field is 5 bytes plus 16 per head / 24 per counter entry /
- * 16 per add, plus the values. Decoding checks every byte (canonical values,
+ * Overhead per field is 5 bytes plus 16 per head / 34 for a counter / 16 per
+ * add, plus the values. Decoding checks every byte (canonical values,
  * UTF-8, order) and allocates nothing when the state's arrays are warm.
  *
  * Why this layout: ids in one bin per section (not one bin per id) keep the
  * per-item overhead at the id itself and let the decoder check order with
  * memcmp; the counter section is fixed-width so it needs no msgpack parsing
  * at all; omitting trailing empty sections makes the common one-kind field
- * cost nothing for the kinds it does not use.
+ * cost nothing for the kinds it does not use. The counter section is a
+ * fixed-size summary, not the increments (earlier layouts kept every
+ * (id, delta) here, so each increment decoded and rewrote all the earlier
+ * ones: O(n) per increment, and records big enough for LMDB overflow pages).
  *
  * Invariants:
- *   1. heads, entries and each element's adds are strictly ascending by id;
- *      elems strictly ascending by value bytes; every element has >= 1 add.
+ *   1. heads and each element's adds are strictly ascending by id; elems
+ *      strictly ascending by value bytes; every element has >= 1 add; a
+ *      counter summary with count 0 is all zero.
  *   2. One state has one encoding; weft__fstate_decode accepts only that
  *      encoding (it rejects anything else as WEFT_ECORRUPT), so decode then
  *      encode reproduces a record byte for byte.
@@ -59,7 +67,7 @@
 
 #include "crdt_int.h"
 
-#define ENTRY_BYTES (WEFT__ID_BYTES + 8u)
+#define CTR_BYTES (8u + 8u + WEFT__ID_BYTES) /* sum | count | newest */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -125,20 +133,6 @@ static uint32_t head_pos(const weft__fstate *st, weft_id id)
     return lo;
 }
 
-static uint32_t entry_pos(const weft__fstate *st, weft_id id)
-{
-    uint32_t lo = 0, hi = st->nentries;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (id_cmp(st->entries[mid].id, id) < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
-}
-
 static uint32_t elem_pos(const weft__fstate *st, weft_bytes v)
 {
     uint32_t lo = 0, hi = st->nelems;
@@ -188,10 +182,9 @@ static bool state_ok(const weft__fstate *st)
             return false;
         }
     }
-    for (uint32_t i = 1; i < st->nentries; i++) {
-        if (id_cmp(st->entries[i - 1].id, st->entries[i].id) >= 0) {
-            return false;
-        }
+    if (st->ctr.count == 0 &&
+        (st->ctr.sum != 0 || st->ctr.newest.hlc != 0 || st->ctr.newest.device != 0)) {
+        return false;
     }
     for (uint32_t i = 0; i < st->elems_cap; i++) {
         const weft__elem *e = &st->elems[i];
@@ -210,8 +203,7 @@ static bool state_ok(const weft__fstate *st)
             }
         }
     }
-    return st->nheads <= st->heads_cap && st->nentries <= st->entries_cap &&
-           st->nelems <= st->elems_cap;
+    return st->nheads <= st->heads_cap && st->nelems <= st->elems_cap;
 }
 #endif
 
@@ -229,18 +221,18 @@ void weft__fstate_free(weft__fstate *st)
     }
     weft__free(st->elems);
     weft__free(st->heads);
-    weft__free(st->entries);
     weft__fstate_init(st);
 }
 
 bool weft__fstate_empty(const weft__fstate *st)
 {
-    return st->nheads == 0 && st->nentries == 0 && st->nelems == 0;
+    return st->nheads == 0 && st->ctr.count == 0 && st->nelems == 0;
 }
 
 static void clear(weft__fstate *st)
 {
-    st->nheads = st->nentries = 0;
+    st->nheads = 0;
+    memset(&st->ctr, 0, sizeof st->ctr);
     for (uint32_t i = 0; i < st->nelems; i++) {
         st->elems[i].nadds = 0;
     }
@@ -309,29 +301,20 @@ static int decode(const uint8_t *buf, size_t len, weft__fstate *st)
         st->nheads = nh;
     }
 
-    /* [1] counter entries */
+    /* [1] counter summary */
     if (k >= 2) {
         at = r.p;
         if ((rc = weft__mp_read_bin(&r, &b, &blen)) != 0) {
             return rc;
         }
-        uint32_t ne = blen / ENTRY_BYTES;
-        if (blen % ENTRY_BYTES != 0 || (ne == 0 && k == 2)) {
+        if (blen == 0 ? k == 2 : blen != CTR_BYTES || weft__be64_get(b + 8) == 0) {
             return corrupt("malformed counter section", at, buf);
         }
-        if ((rc = grow((void **)&st->entries, &st->entries_cap, ne, sizeof *st->entries)) != 0) {
-            return rc;
+        if (blen > 0) {
+            st->ctr.sum = weft__be64_get(b);
+            st->ctr.count = weft__be64_get(b + 8);
+            st->ctr.newest = weft__id_get(b + 16);
         }
-        for (uint32_t i = 0; i < ne; i++) {
-            const uint8_t *e = b + (size_t)i * ENTRY_BYTES;
-            if (i > 0 && memcmp(e - ENTRY_BYTES, e, WEFT__ID_BYTES) >= 0) {
-                return corrupt("counter ids not ascending", at, buf);
-            }
-            uint64_t u = weft__be64_get(e + WEFT__ID_BYTES);
-            st->entries[i].id = weft__id_get(e);
-            st->entries[i].delta = u <= INT64_MAX ? (int64_t)u : -(int64_t)(~u) - 1;
-        }
-        st->nentries = ne;
     }
 
     /* [2] set elements */
@@ -437,7 +420,7 @@ int weft__fstate_encode(const weft__fstate *st, weft__buf *out)
     if (weft__fstate_empty(st)) {
         return 0;
     }
-    unsigned k = st->nelems ? 3 : st->nentries ? 2 : 1;
+    unsigned k = st->nelems ? 3 : st->ctr.count ? 2 : 1;
     /* Exact size first: one reservation, then writes that cannot fail. */
     size_t size = 1;
     size_t hb = (size_t)st->nheads * WEFT__ID_BYTES;
@@ -445,7 +428,7 @@ int weft__fstate_encode(const weft__fstate *st, weft__buf *out)
     for (uint32_t i = 0; i < st->nheads; i++) {
         size += st->heads[i].value.len;
     }
-    size_t eb = (size_t)st->nentries * ENTRY_BYTES;
+    size_t eb = st->ctr.count ? CTR_BYTES : 0;
     if (k >= 2) {
         size += bin_head_len(eb) + eb;
     }
@@ -456,7 +439,7 @@ int weft__fstate_encode(const weft__fstate *st, weft__buf *out)
             size += st->elems[i].value.len + bin_head_len(ab) + ab;
         }
     }
-    if (hb > UINT32_MAX || eb > UINT32_MAX || 2 * (size_t)st->nelems > UINT32_MAX) {
+    if (hb > UINT32_MAX || 2 * (size_t)st->nelems > UINT32_MAX) {
         return weft__err(WEFT_ELIMIT, "field state too large to encode");
     }
     int rc = weft__buf_reserve(out, size);
@@ -478,10 +461,11 @@ int weft__fstate_encode(const weft__fstate *st, weft__buf *out)
     }
     if (k >= 2) {
         put_bin_head(out, eb);
-        for (uint32_t i = 0; i < st->nentries; i++) {
-            put_id(out, st->entries[i].id);
-            weft__be64_put(out->ptr + out->len, (uint64_t)st->entries[i].delta);
-            out->len += 8;
+        if (eb > 0) {
+            weft__be64_put(out->ptr + out->len, st->ctr.sum);
+            weft__be64_put(out->ptr + out->len + 8, st->ctr.count);
+            out->len += 16;
+            put_id(out, st->ctr.newest);
         }
     }
     if (k == 3) {
@@ -544,23 +528,28 @@ static int apply_set(weft__fstate *st, weft_id id, const weft__op *op)
     return 1;
 }
 
-static int apply_inc(weft__fstate *st, weft_id id, const weft__op *op)
+void weft__fstate_counter_add(weft__fstate *st, weft_id id, int64_t delta)
 {
-    uint32_t pos = entry_pos(st, id);
-    if (pos < st->nentries && id_cmp(st->entries[pos].id, id) == 0) {
-        return 0;
+    st->ctr.sum += (uint64_t)delta;
+    if (st->ctr.count == 0 || id_cmp(id, st->ctr.newest) > 0) {
+        st->ctr.newest = id;
     }
-    int rc = grow((void **)&st->entries, &st->entries_cap, (uint64_t)st->nentries + 1,
-                  sizeof *st->entries);
-    if (rc != 0) {
-        return rc;
+    st->ctr.count++;
+}
+
+int weft__fstate_counter_sub(weft__fstate *st, int64_t delta)
+{
+    uint64_t sum = st->ctr.sum - (uint64_t)delta;
+    if (st->ctr.count == 0 || (st->ctr.count == 1 && sum != 0)) {
+        return weft__err(WEFT_ECORRUPT, "counter summary (%llu rows) disagrees with its rows",
+                         (unsigned long long)st->ctr.count);
     }
-    memmove(st->entries + pos + 1, st->entries + pos,
-            (size_t)(st->nentries - pos) * sizeof *st->entries);
-    st->entries[pos].id = id;
-    st->entries[pos].delta = op->delta;
-    st->nentries++;
-    return 1;
+    if (--st->ctr.count == 0) {
+        memset(&st->ctr, 0, sizeof st->ctr);
+    } else {
+        st->ctr.sum = sum;
+    }
+    return 0;
 }
 
 static int apply_add(weft__fstate *st, weft_id id, const weft__op *op)
@@ -638,7 +627,8 @@ int weft__fstate_apply(weft__fstate *st, weft_id id, const weft__op *op, weft_id
         rc = apply_set(st, id, op);
         break;
     case WEFT__OP_INC:
-        rc = apply_inc(st, id, op);
+        weft__fstate_counter_add(st, id, op->delta);
+        rc = 1;
         break;
     case WEFT__OP_ADD:
         rc = apply_add(st, id, op);
@@ -661,15 +651,6 @@ int weft__fstate_prune(weft__fstate *st, weft_id tomb)
     if (n > 0) {
         memmove(st->heads, st->heads + n, (size_t)(st->nheads - n) * sizeof *st->heads);
         st->nheads -= n;
-        changed = 1;
-    }
-    n = 0;
-    while (n < st->nentries && id_le(st->entries[n].id, tomb)) {
-        n++;
-    }
-    if (n > 0) {
-        memmove(st->entries, st->entries + n, (size_t)(st->nentries - n) * sizeof *st->entries);
-        st->nentries -= n;
         changed = 1;
     }
     uint32_t w = 0;
@@ -713,9 +694,9 @@ int weft__fstate_visible(const weft__fstate *st, weft__buf *scratch, weft__visib
         v.id = st->heads[st->nheads - 1].id;
         have = true;
     }
-    if (st->nentries > 0 && (!have || id_cmp(st->entries[st->nentries - 1].id, v.id) > 0)) {
+    if (st->ctr.count > 0 && (!have || id_cmp(st->ctr.newest, v.id) > 0)) {
         v.kind = WEFT_KIND_COUNTER;
-        v.id = st->entries[st->nentries - 1].id;
+        v.id = st->ctr.newest;
         have = true;
     }
     for (uint32_t i = 0; i < st->nelems; i++) {
@@ -734,10 +715,7 @@ int weft__fstate_visible(const weft__fstate *st, weft__buf *scratch, weft__visib
         v.heads = st->nheads;
         break;
     case WEFT_KIND_COUNTER: {
-        uint64_t sum = 0;
-        for (uint32_t i = 0; i < st->nentries; i++) {
-            sum += (uint64_t)st->entries[i].delta;
-        }
+        uint64_t sum = st->ctr.sum;
         int64_t s = sum <= INT64_MAX ? (int64_t)sum : -(int64_t)(~sum) - 1;
         rc = weft__mp_put_int(scratch, s);
         break;

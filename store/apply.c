@@ -11,8 +11,17 @@
  *              the device's chain, and a local op beyond every id)
  *   by_device  device -> hlc (MDB_APPENDDUP, same reason)
  *   fields / conflicts     SET INC ADD REM: merge into the field state
- *   entities / fields / conflicts  DEL: raise the tombstone, prune fields
- *   vv cache, counters     written by weft__store_flush at commit
+ *   counters               INC above the tombstone: one row (field key | id
+ *              -> delta); the field's record keeps only the rows' summary
+ *   entities / fields / conflicts / counters  DEL: raise the tombstone,
+ *              prune fields, delete the counter rows it hides
+ *   vv cache, meta counts  written by weft__store_flush at commit
+ *
+ * Counter rows cost O(log n) per increment and O(rows removed) per delete
+ * (a row is removed at most once, so deletes are amortised O(1) per
+ * increment): a delete raising the tombstone to T walks each counter
+ * field's rows from the first (they are sorted by id) while id <= T. Rows go
+ * oldest first, so the field's newest row stays unless none is left.
  *
  * weft_ops_since() is a k-way merge over the by_device chains of the devices
  * the other side lacks, so its cost is O(delta + devices), never a log scan:
@@ -27,7 +36,10 @@
  *   3. `conflicts` holds exactly the fields whose state has > 1 head and
  *      t->conflicts counts them.
  *   4. weft_apply leaves no trace of a failed batch: it runs in a nested MDB
- *      txn and restores the vv cache, counters and journal length.
+ *      txn (which also holds its counter rows) and restores the vv cache,
+ *      meta counts and journal length.
+ *   5. A field's `counters` rows are its INCs above the tombstone; its
+ *      record's counter summary is their sum, count and greatest id.
  * Thread-safety: one thread at a time per txn; the store's clock is touched
  * only by the write txn holder (under write_mu).
  */
@@ -226,11 +238,74 @@ static int field_write(weft_txn *t, const uint8_t *key, size_t klen, bool found)
     return rc ? weft__store_mdb_err(rc, "writing a field") : 0;
 }
 
-/* A delete reached the entity at t->key: prune every field of it. */
+static int64_t i64_of(uint64_t u)
+{
+    return u <= INT64_MAX ? (int64_t)u : -(int64_t)(~u) - 1;
+}
+
+/* Is the counters record (k, v) a row of the field keyed key[0..klen)? 1 and
+ * its id and delta, 0 (another field's), or WEFT_ECORRUPT. */
+static int row_of(const MDB_val *k, const MDB_val *v, const uint8_t *key, size_t klen, weft_id *id,
+                  int64_t *delta)
+{
+    if (k->mv_size != klen + WEFT__ID_BYTES || memcmp(k->mv_data, key, klen) != 0) {
+        return 0; /* a field key never extends another (names hold no NUL) */
+    }
+    if (v->mv_size != 8) {
+        return weft__err(WEFT_ECORRUPT, "counter row of %zu bytes", v->mv_size);
+    }
+    *id = weft__id_get((const uint8_t *)k->mv_data + klen);
+    *delta = i64_of(weft__be64_get(v->mv_data));
+    return 1;
+}
+
+/* Walk the counter rows of the field keyed key[0..klen) (not a view into the
+ * map when @p del) from the oldest while id <= tomb. Without @p del, only read
+ * them, taking each out of t->fs's counter summary; with @p del, delete them.
+ * *n receives the number of rows walked. */
+static int counter_walk(weft_txn *t, MDB_cursor *c, const uint8_t *key, size_t klen, weft_id tomb,
+                        bool del, uint64_t *n)
+{
+    MDB_val k = {klen, (void *)key}, v;
+    int mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    *n = 0;
+    while (mrc == 0) {
+        weft_id id = {0, 0};
+        int64_t delta = 0;
+        int rc = row_of(&k, &v, key, klen, &id, &delta);
+        if (rc <= 0) {
+            return rc;
+        }
+        if (weft_id_cmp(id, tomb) > 0) {
+            return 0;
+        }
+        if (del) {
+            if ((mrc = mdb_cursor_del(c, 0)) != 0) {
+                break;
+            }
+        } else if (weft__fstate_counter_sub(&t->fs, delta) != 0) {
+            return weft__err(WEFT_ECORRUPT,
+                             "counter rows of field \"%.*s\" disagree with its state", (int)klen,
+                             (const char *)key);
+        }
+        (*n)++;
+        mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT); /* after a delete: the row that followed */
+    }
+    return mrc == MDB_NOTFOUND ? 0 : weft__store_mdb_err(mrc, "pruning counter rows");
+}
+
+/* A delete reached the entity at t->key: prune every field of it, and the
+ * counter rows the new tombstone hides. Per field: decode, prune heads and
+ * adds, read the hidden rows out of the counter summary, encode, and only
+ * then write (the record, then the row deletions): the decoded state holds
+ * views into the map, which a write may invalidate. */
 static int prune_entity(weft_txn *t, weft_id tomb)
 {
-    MDB_cursor *c;
+    MDB_cursor *c, *rows = NULL;
     int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_FIELDS], &c);
+    if (rc == 0 && (rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_COUNTERS], &rows)) != 0) {
+        mdb_cursor_close(c);
+    }
     if (rc != 0) {
         return weft__store_mdb_err(rc, "deleting an entity");
     }
@@ -243,21 +318,44 @@ static int prune_entity(weft_txn *t, weft_id tomb)
             rc = rc == WEFT_ENOMEM ? rc : weft__err(WEFT_ECORRUPT, "damaged field state");
             break;
         }
+        weft__buf_reset(&t->key2);
+        if ((rc = weft__buf_put(&t->key2, k.mv_data, k.mv_size)) != 0) {
+            break;
+        }
         bool before = weft__fstate_conflict(&t->fs);
-        if (weft__fstate_prune(&t->fs, tomb) == 0) {
+        int changed = weft__fstate_prune(&t->fs, tomb);
+        uint64_t nrows = 0;
+        if (t->fs.ctr.count > 0) {
+            rc = counter_walk(t, rows, t->key2.ptr, t->key2.len, tomb, false, &nrows);
+            if (rc == 0 && t->fs.ctr.count > 0 && weft_id_cmp(t->fs.ctr.newest, tomb) <= 0) {
+                rc = weft__err(WEFT_ECORRUPT, "counter of field \"%.*s\" lacks rows",
+                               (int)t->key2.len, (const char *)t->key2.ptr);
+            }
+            if (rc != 0) {
+                break;
+            }
+        }
+        if (changed == 0 && nrows == 0) {
             mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
             continue;
         }
         weft__buf_reset(&t->val);
-        weft__buf_reset(&t->key2);
-        if ((rc = weft__fstate_encode(&t->fs, &t->val)) != 0 ||
-            (rc = weft__buf_put(&t->key2, k.mv_data, k.mv_size)) != 0) {
+        if ((rc = weft__fstate_encode(&t->fs, &t->val)) != 0) {
             break;
         }
         t->wrote = true;
         if ((rc = field_write(t, t->key2.ptr, t->key2.len, true)) != 0 ||
             (rc = conflict_mark(t, t->key2.ptr, t->key2.len, before,
                                 weft__fstate_conflict(&t->fs))) != 0) {
+            break;
+        }
+        uint64_t ndel = 0;
+        if (nrows > 0 &&
+            (rc = counter_walk(t, rows, t->key2.ptr, t->key2.len, tomb, true, &ndel)) != 0) {
+            break;
+        }
+        if (ndel != nrows) {
+            rc = weft__err(WEFT_ECORRUPT, "counter rows changed while pruning");
             break;
         }
         /* Reposition after our write: at the record itself if it stayed. */
@@ -268,11 +366,25 @@ static int prune_entity(weft_txn *t, weft_id tomb)
             mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
         }
     }
+    mdb_cursor_close(rows);
     mdb_cursor_close(c);
     if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND) {
         rc = weft__store_mdb_err(mrc, "deleting an entity");
     }
     return rc;
+}
+
+/* Store the counter row prepared in t->key2 (field key | id) for @p delta. */
+static int counter_put(weft_txn *t, int64_t delta)
+{
+    uint8_t d[8];
+    weft__be64_put(d, (uint64_t)delta);
+    MDB_val k = {t->key2.len, t->key2.ptr}, v = {sizeof d, d};
+    int rc = mdb_put(t->txn, t->s->dbi[WEFT__DB_COUNTERS], &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        return weft__err(WEFT_ECORRUPT, "counter row of an op not in the log");
+    }
+    return rc ? weft__store_mdb_err(rc, "writing a counter row") : 0;
 }
 
 int weft__store_apply_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t len,
@@ -313,6 +425,15 @@ int weft__store_apply_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t
         weft__buf_reset(&t->val);
         if (changed && (rc = weft__fstate_encode(&t->fs, &t->val)) != 0) {
             return rc;
+        }
+        if (changed && op->kind == WEFT__OP_INC) { /* the row's key */
+            weft__buf_reset(&t->key2);
+            if ((rc = weft__buf_reserve(&t->key2, t->key.len + WEFT__ID_BYTES)) != 0) {
+                return rc;
+            }
+            weft__buf_put(&t->key2, t->key.ptr, t->key.len);
+            weft__id_put(t->key2.ptr + t->key2.len, id);
+            t->key2.len += WEFT__ID_BYTES;
         }
     }
 
@@ -357,7 +478,8 @@ int weft__store_apply_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t
     } else if (changed) {
         if ((rc = field_write(t, t->key.ptr, t->key.len, found)) != 0 ||
             (rc = conflict_mark(t, t->key.ptr, t->key.len, before,
-                                weft__fstate_conflict(&t->fs))) != 0) {
+                                weft__fstate_conflict(&t->fs))) != 0 ||
+            (op->kind == WEFT__OP_INC && (rc = counter_put(t, op->delta)) != 0)) {
             return rc;
         }
     }

@@ -39,7 +39,7 @@
 
 /* clang-format off */
 static const char *const db_names[WEFT__DB_COUNT] = {
-    "ops", "by_device", "fields", "entities", "conflicts", "vv", "meta", "peers",
+    "ops", "by_device", "fields", "counters", "entities", "conflicts", "vv", "meta", "peers",
 };
 /* clang-format on */
 

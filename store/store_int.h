@@ -7,7 +7,14 @@
  * big-endian so that byte order is numeric order):
  *   ops        id (hlc 8 | device 8)          -> canonical op payload
  *   by_device  device 8 (DUPSORT|DUPFIXED)    -> hlc 8, one dup per op
- *   fields     "coll\0entity\0field\0"        -> field state record (crdt)
+ *   fields     "coll\0entity\0field\0"        -> field state record (crdt); for a
+ *                                                counter only the summary
+ *                                                (sum, count, newest id)
+ *   counters   "coll\0entity\0field\0" | id 16 -> delta 8 (two's complement):
+ *                                                one row per increment with
+ *                                                an id above the entity's
+ *                                                tombstone; a field's rows
+ *                                                are contiguous, by id
  *   entities   "coll\0entity\0"               -> tombstone id 16 (deleted only)
  *   conflicts  "coll\0entity\0field\0"        -> empty; exactly the fields
  *                                                whose register has >1 head
@@ -35,6 +42,10 @@
  *   4. No MDB_* code leaves the store module: weft__store_mdb_err translates
  *      each at the edge, except WEFT__EMAPFULL, which never leaves txn.c's
  *      retry loops.
+ *   5. The `counters` rows of a field are exactly its INC ops with an id
+ *      above the entity's tombstone, and its record's counter summary is
+ *      their sum, number and greatest id (apply.c keeps both in step, in the
+ *      same MDB txn, so journal replay and nested-txn abort cover them).
  * Thread-safety: weft_store fields are immutable after open except those
  * marked with the lock that guards them; a weft_txn is one thread at a time.
  */
@@ -60,6 +71,7 @@ enum weft__db {
     WEFT__DB_OPS = 0,
     WEFT__DB_BY_DEVICE,
     WEFT__DB_FIELDS,
+    WEFT__DB_COUNTERS,
     WEFT__DB_ENTITIES,
     WEFT__DB_CONFLICTS,
     WEFT__DB_VV,

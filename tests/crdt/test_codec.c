@@ -757,9 +757,10 @@ static weft__op vop(weft__op_kind k, const char *val_hex, uint8_t *vbuf, const u
     return op;
 }
 
-#define ID1 "00 00 00 00 00 00 01 00 00 00 00 00 00 00 00 01"
-#define ID2 "00 00 00 00 00 00 02 00 00 00 00 00 00 00 00 01"
-#define ID3 "00 00 00 00 00 00 03 00 00 00 00 00 00 00 00 02"
+#define ID1    "00 00 00 00 00 00 01 00 00 00 00 00 00 00 00 01"
+#define ID2    "00 00 00 00 00 00 02 00 00 00 00 00 00 00 00 01"
+#define ID3    "00 00 00 00 00 00 03 00 00 00 00 00 00 00 00 02"
+#define SUM_M2 "ff ff ff ff ff ff ff fe" /* -2 as a wrapped uint64 */
 
 Test(crdt, fstate_golden_records)
 {
@@ -783,7 +784,16 @@ Test(crdt, fstate_golden_records)
     inc.delta = -2;
     cr_assert_eq(weft__fstate_apply(&st, mkid(0x100, 1), &inc, none), 1);
     cr_assert_eq(weft__fstate_encode(&st, &b), 0);
-    assert_hex(&b, "92 90 c4 18 " ID1 " ff ff ff ff ff ff ff fe", "counter");
+    assert_hex(&b, "92 90 c4 20 " SUM_M2 " 00 00 00 00 00 00 00 01 " ID1, "counter");
+    /* Any number of increments: still 36 bytes (the rows are the store's). */
+    weft__op inc7 = inc;
+    inc7.delta = 7;
+    cr_assert_eq(weft__fstate_apply(&st, mkid(0x50, 9), &inc7, none), 1);
+    cr_assert_eq(weft__fstate_apply(&st, mkid(0x300, 2), &inc7, none), 1);
+    weft__buf_reset(&b);
+    cr_assert_eq(weft__fstate_encode(&st, &b), 0);
+    assert_hex(&b, "92 90 c4 20 00 00 00 00 00 00 00 0c 00 00 00 00 00 00 00 03 " ID3,
+               "counter of three increments");
 
     weft__fstate_free(&st);
     weft__buf_reset(&b);
@@ -806,8 +816,8 @@ Test(crdt, fstate_golden_records)
     cr_assert_eq(weft__fstate_encode(&st, &b), 0);
     assert_hex(&b,
                "93 93 c4 20 " ID2 ID3 " c3 a0"
-               " c4 18 " ID2 " ff ff ff ff ff ff ff fe"
-               " 94 00 c4 10 " ID3 " a1 61 c4 20 " ID1 ID2,
+               " c4 20 " SUM_M2 " 00 00 00 00 00 00 00 01 " ID2 " 94 00 c4 10 " ID3
+               " a1 61 c4 20 " ID1 ID2,
                "all kinds");
 
     /* Decode and re-encode: identical; visible = the newest kind. */
@@ -852,7 +862,11 @@ Test(crdt, fstate_visible_values)
     cr_assert_eq(weft__fstate_apply(&st, mkid(11, 1), &inc, none), 1);
     inc.delta = 5;
     cr_assert_eq(weft__fstate_apply(&st, mkid(12, 1), &inc, none), 1);
-    cr_assert_eq(weft__fstate_apply(&st, mkid(12, 1), &inc, none), 0, "idempotent");
+    /* An INC is not recognised as present (its id lives in the caller's
+     * rows): the caller applies each once. Hidden ones do not count. */
+    cr_assert_eq(weft__fstate_apply(&st, mkid(9, 1), &inc, mkid(9, 1)), 0, "hidden");
+    cr_assert_eq(st.ctr.count, 3);
+    cr_assert_eq(st.ctr.newest.hlc, 12);
     cr_assert_eq(weft__fstate_visible(&st, &scratch, &vis), 0);
     cr_assert_eq(vis.kind, WEFT_KIND_COUNTER);
     cr_assert_eq(vis.id.hlc, 12);
@@ -881,10 +895,23 @@ Test(crdt, fstate_visible_values)
     cr_assert_eq(weft__fstate_apply(&st, mkid(30, 1), &rem, none), 0);
     cr_assert_eq(st.nelems, 1);
 
-    /* Prune below 25: the counter entries and nothing else go. */
+    /* Prune below 25: the element goes; the counter summary is left to the
+     * caller, who removes its rows oldest first (10, 11, 12). */
     cr_assert_eq(weft__fstate_prune(&st, mkid(25, 0)), 1);
-    cr_assert_eq(st.nentries, 0);
     cr_assert_eq(st.nelems, 0);
+    cr_assert_eq(st.ctr.count, 3);
+    weft__fstate bad = st;
+    cr_assert_eq(weft__fstate_counter_sub(&bad, INT64_MAX), 0);
+    cr_assert_eq(weft__fstate_counter_sub(&bad, INT64_MAX), 0);
+    cr_assert_eq(bad.ctr.newest.hlc, 12, "newest stays while a row is left");
+    cr_assert_eq(weft__fstate_counter_sub(&bad, 4), WEFT_ECORRUPT, "last row must zero the sum");
+    cr_assert_eq(bad.ctr.count, 1, "unchanged on failure");
+    cr_assert_eq(weft__fstate_counter_sub(&st, INT64_MAX), 0);
+    cr_assert_eq(weft__fstate_counter_sub(&st, INT64_MAX), 0);
+    cr_assert_eq(weft__fstate_counter_sub(&st, 5), 0);
+    cr_assert_eq(st.ctr.count, 0);
+    cr_assert_eq(st.ctr.newest.hlc, 0);
+    cr_assert_eq(weft__fstate_counter_sub(&st, 0), WEFT_ECORRUPT, "no row left to remove");
     cr_assert(weft__fstate_empty(&st));
     cr_assert_eq(weft__fstate_prune(&st, mkid(25, 0)), 0);
     /* An op at or below the tombstone is hidden. */
@@ -902,19 +929,23 @@ Test(crdt, fstate_visible_values)
 Test(crdt, fstate_decode_rejects)
 {
     static const char *bad[] = {
-        "90",                                            /* no sections */
-        "94 90 c4 00 90 90",                             /* four sections */
-        "91 90",                                         /* trailing empty heads */
-        "92 90 c4 00",                                   /* trailing empty counter */
-        "93 90 c4 00 90",                                /* trailing empty elems */
-        "91 91 c4 00",                                   /* heads array of one */
-        "91 92 c4 10 " ID1,                              /* heads: value missing */
-        "91 92 c4 20 " ID1 ID2 " 01",                    /* two ids, one value */
-        "91 93 c4 20 " ID2 ID1 " 01 02",                 /* ids descending */
-        "91 93 c4 20 " ID1 ID1 " 01 02",                 /* ids repeated */
-        "91 92 c4 10 " ID1 " cc 05",                     /* non-canonical value */
-        "91 92 c4 10 " ID1 " 05 00",                     /* trailing byte */
-        "92 90 c4 10 " ID1,                              /* counter not 24-byte entries */
+        "90",                                          /* no sections */
+        "94 90 c4 00 90 90",                           /* four sections */
+        "91 90",                                       /* trailing empty heads */
+        "92 90 c4 00",                                 /* trailing empty counter */
+        "93 90 c4 00 90",                              /* trailing empty elems */
+        "91 91 c4 00",                                 /* heads array of one */
+        "91 92 c4 10 " ID1,                            /* heads: value missing */
+        "91 92 c4 20 " ID1 ID2 " 01",                  /* two ids, one value */
+        "91 93 c4 20 " ID2 ID1 " 01 02",               /* ids descending */
+        "91 93 c4 20 " ID1 ID1 " 01 02",               /* ids repeated */
+        "91 92 c4 10 " ID1 " cc 05",                   /* non-canonical value */
+        "91 92 c4 10 " ID1 " 05 00",                   /* trailing byte */
+        "92 90 c4 10 " ID1,                            /* counter not 32 bytes */
+        "92 90 c4 18 " ID1 " ff ff ff ff ff ff ff fe", /* old layout: one (id, delta) */
+        "92 90 c4 20 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 " ID1, /* count 0 */
+        "93 90 c4 20 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 " ID1
+        " 92 01 c4 10 " ID1,                             /* count 0 before elems */
         "93 90 c4 00 91 01",                             /* odd elems array */
         "93 90 c4 00 92 01 c4 00",                       /* element without adds */
         "93 90 c4 00 94 02 c4 10 " ID1 " 01 c4 10 " ID1, /* elements descending */

@@ -8,21 +8,26 @@
  * device has seen. The op set is then applied to fresh states in several
  * random causal orders (random topological sorts), with duplicates, random
  * batch boundaries (each a trip through the stored record), the entity
- * tombstone rising as deletes arrive. The laws:
- *   - every order gives byte-identical records (commutative, associative,
- *     idempotent under the store's op-log dedup, see below);
+ * tombstone rising as deletes arrive. Counter increments are rows kept
+ * outside the field state (the store's `counters` database): the harness
+ * keeps them in a sorted array per field, adds a row when weft__fstate_apply
+ * says an INC counts, and on a delete removes the rows <= the tombstone
+ * oldest first through weft__fstate_counter_sub, as the store does. The laws:
+ *   - every order gives byte-identical records and rows (commutative,
+ *     associative, idempotent under the store's op-log dedup, see below);
  *   - the state matches an oracle computed from the op set alone: register
  *     heads are the SET ops above the tombstone named in no prev; the counter
- *     is the wrapped sum of the INCs above it; the set holds the elements
+ *     rows are exactly the INCs above it, and the record's summary holds
+ *     their wrapped sum, number and greatest id; the set holds the elements
  *     with an add above it that no REM names;
  *   - a write by a device that has seen everything (prev = all heads) leaves
  *     one head: the conflict is gone.
  *
- * Duplicates: an op applied twice in a row changes nothing (the fstate
- * contract: "an op already present changes nothing"). A redelivery after the
- * op was superseded is filtered, as in the store, by the op log (the harness
- * keeps the set of applied ids): field state alone cannot tell a superseded
- * op from a new one.
+ * Duplicates: a SET, ADD or REM applied twice in a row changes nothing (the
+ * fstate contract: "an op already present changes nothing"). An INC is not
+ * recognised (its id is only in the rows), and a redelivery after an op was
+ * superseded is not either: both are filtered, as in the store, by the op
+ * log (the harness keeps the set of applied ids).
  *
  * Environment: WEFT_SEED=<n> sets the first case's seed (case i uses seed
  * n + i, and every failure message prints it), WEFT_CASES=<n> the number of
@@ -357,8 +362,15 @@ static void free_world(world *w)
 
 /* ---------------------------------------------------------------- replay */
 
+typedef struct row { /* one counter increment, as a `counters` record */
+    weft_id id;
+    int64_t delta;
+} row;
+
 typedef struct replica {
     weft__fstate st[NFIELDS];
+    row rows[NFIELDS][MAXOPS]; /* ascending id: the `counters` db of the field */
+    int nrows[NFIELDS];
     weft__buf rec[NFIELDS][2]; /* the record the state was last decoded from, and a spare */
     int cur[NFIELDS];
     weft_id tomb;
@@ -396,6 +408,8 @@ static void commit(const world *w, replica *r)
     }
 }
 
+static unsigned long rows_pruned; /* counter rows removed by deletes, all cases */
+
 static void apply_one(const world *w, replica *r, int i)
 {
     const gop *o = &w->ops[i];
@@ -408,6 +422,17 @@ static void apply_one(const world *w, replica *r, int i)
             r->tomb = o->id;
             for (int f = 0; f < NFIELDS; f++) {
                 cr_assert_geq(weft__fstate_prune(&r->st[f], r->tomb), 0);
+                /* The store's walk: rows from the oldest while id <= tomb. */
+                int n = 0;
+                while (n < r->nrows[f] && id_cmp(r->rows[f][n].id, r->tomb) <= 0) {
+                    cr_assert_eq(weft__fstate_counter_sub(&r->st[f], r->rows[f][n].delta), 0,
+                                 "seed %llu: counter summary disagrees with the rows",
+                                 (unsigned long long)w->seed);
+                    n++;
+                }
+                memmove(r->rows[f], r->rows[f] + n, (size_t)(r->nrows[f] - n) * sizeof(row));
+                r->nrows[f] -= n;
+                rows_pruned += (unsigned long)n;
             }
         }
         return;
@@ -416,7 +441,23 @@ static void apply_one(const world *w, replica *r, int i)
     int rc = weft__fstate_apply(st, o->id, &o->op, r->tomb);
     cr_assert(rc == 0 || rc == 1, "seed %llu: apply op %d gave %d", (unsigned long long)w->seed, i,
               rc);
-    if (chance(10)) {
+    if (o->kind == WEFT__OP_INC && rc == 1) {
+        /* The store puts the row (MDB_NOOVERWRITE: never there yet). */
+        row *rw = r->rows[o->field];
+        int n = r->nrows[o->field], pos = n;
+        while (pos > 0 && id_cmp(rw[pos - 1].id, o->id) > 0) {
+            pos--;
+        }
+        cr_assert(pos == 0 || id_cmp(rw[pos - 1].id, o->id) != 0, "seed %llu: row twice",
+                  (unsigned long long)w->seed);
+        memmove(rw + pos + 1, rw + pos, (size_t)(n - pos) * sizeof *rw);
+        rw[pos] = (row){o->id, o->op.delta};
+        r->nrows[o->field]++;
+    } else if (o->kind == WEFT__OP_INC) {
+        cr_assert_leq(id_cmp(o->id, r->tomb), 0, "seed %llu: a visible INC did not count",
+                      (unsigned long long)w->seed);
+    }
+    if (o->kind != WEFT__OP_INC && chance(10)) {
         /* Applied again at once: nothing changes. */
         weft__buf a = {0}, b = {0};
         cr_assert_eq(weft__fstate_encode(st, &a), 0);
@@ -462,7 +503,8 @@ static int random_order(const world *w, int *seq, int cap)
 }
 
 /* Apply @p seq to a fresh replica with random batches; fill @p out with the
- * final records (each prefixed by its length) and the tombstone. */
+ * tombstone and, per field, the final record (prefixed by its length) and
+ * the counter rows as the store keys them (id 16 | delta 8, big-endian). */
 static void replay(const world *w, const int *seq, int n, replica *r, weft__buf *out)
 {
     replica_init(r);
@@ -482,6 +524,14 @@ static void replay(const world *w, const int *seq, int n, replica *r, weft__buf 
         weft__be32_put(l, (uint32_t)rec->len);
         weft__buf_put(out, l, 4);
         weft__buf_put(out, rec->ptr, rec->len);
+        weft__be32_put(l, (uint32_t)r->nrows[f]);
+        weft__buf_put(out, l, 4);
+        for (int k = 0; k < r->nrows[f]; k++) {
+            uint8_t rb[WEFT__ID_BYTES + 8];
+            weft__id_put(rb, r->rows[f][k].id);
+            weft__be64_put(rb + WEFT__ID_BYTES, (uint64_t)r->rows[f][k].delta);
+            weft__buf_put(out, rb, sizeof rb);
+        }
     }
 }
 
@@ -516,21 +566,34 @@ static void check_oracle(world *w, replica *r, stats *s)
         }
         cr_assert_eq(weft__fstate_conflict(st), nh > 1, "seed %llu", (unsigned long long)seed);
         s->conflicts += nh > 1;
-        /* Counter entries and sum. */
+        /* Counter rows: exactly the INCs above the tombstone, in id order;
+         * the summary: their sum, number and newest id. */
         uint64_t sum = 0;
         uint32_t ne = 0;
         weft_id newest_inc = {0, 0};
+        int incs[MAXOPS];
         for (int i = 0; i < w->nops; i++) {
             const gop *o = &w->ops[i];
             if (o->kind == WEFT__OP_INC && o->field == f && id_cmp(o->id, tomb) > 0) {
                 sum += (uint64_t)o->delta;
-                ne++;
+                incs[ne++] = i;
                 if (id_cmp(o->id, newest_inc) > 0) {
                     newest_inc = o->id;
                 }
             }
         }
-        cr_assert_eq(st->nentries, ne, "seed %llu: field %d entries", (unsigned long long)seed, f);
+        sort_idx_by_id(w, incs, (int)ne);
+        cr_assert_eq(r->nrows[f], (int)ne, "seed %llu: field %d rows", (unsigned long long)seed, f);
+        for (uint32_t k = 0; k < ne; k++) {
+            cr_assert_eq(id_cmp(r->rows[f][k].id, w->ops[incs[k]].id), 0, "seed %llu: row %u",
+                         (unsigned long long)seed, k);
+            cr_assert_eq(r->rows[f][k].delta, w->ops[incs[k]].delta, "seed %llu",
+                         (unsigned long long)seed);
+        }
+        cr_assert_eq(st->ctr.count, ne, "seed %llu: field %d count", (unsigned long long)seed, f);
+        cr_assert_eq(st->ctr.sum, sum, "seed %llu: field %d sum", (unsigned long long)seed, f);
+        cr_assert_eq(id_cmp(st->ctr.newest, newest_inc), 0, "seed %llu: field %d newest",
+                     (unsigned long long)seed, f);
         /* Set elements: every element with a live add, with exactly those adds. */
         uint32_t nel = 0;
         weft_id newest_add = {0, 0};
@@ -688,9 +751,9 @@ Test(crdt, merge_laws, .timeout = 300)
     }
     fprintf(stderr,
             "[----] merge_laws: %u cases from seed %llu: %u field conflicts, %u with deletes, "
-            "%u multi-kind fields, %u removed elements\n",
-            s.cases, (unsigned long long)seed, s.conflicts, s.deletes, s.multikind,
-            s.elems_removed);
+            "%u multi-kind fields, %u removed elements, %lu counter rows pruned\n",
+            s.cases, (unsigned long long)seed, s.conflicts, s.deletes, s.multikind, s.elems_removed,
+            rows_pruned);
     /* The generator must actually produce the interesting situations. */
     if (cases >= 1000) {
         cr_assert_gt(s.conflicts, cases / 20, "seed %llu: too few conflicts",
@@ -698,5 +761,7 @@ Test(crdt, merge_laws, .timeout = 300)
         cr_assert_gt(s.deletes, cases / 20, "seed %llu: too few deletes", (unsigned long long)seed);
         cr_assert_gt(s.multikind, cases / 50, "seed %llu", (unsigned long long)seed);
         cr_assert_gt(s.elems_removed, cases / 20, "seed %llu", (unsigned long long)seed);
+        cr_assert_gt(rows_pruned, cases / 20, "seed %llu: too few counter rows pruned",
+                     (unsigned long long)seed);
     }
 }
