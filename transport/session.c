@@ -1,2 +1,820 @@
-/* transport/session.c - placeholder, being written. */
-typedef int weft__placeholder_transport_session_c;
+/* session.c - one sync session with one peer: the state machine of
+ * docs/protocol.md section 4, free of sockets and of time (the caller feeds
+ * frames and the current time, and pulls frames and events).
+ *
+ *   weft__session_new (queues HELLO)
+ *          |
+ *          v
+ *     CONNECTING --- on_hello(): peer HELLO ok -------------------+
+ *          |                                                      v
+ *          | on_hello(): bad version/device -> ERROR     PULLING / PUSHING
+ *          |                                    (update_state(): PULLING while
+ *          v                                     the peer holds ops we lack)
+ *        ERROR <-- fail(): malformed frame, seq          |        ^
+ *          ^       out of order, apply error,            |        | update_state():
+ *          |       peer ERROR (on_error())               |        | new local ops
+ *          |                                             v        | (stream()), or a
+ *          +---- weft__session_poll(): peer silent --- LIVE ------+ rewind (on_ack())
+ *                dead_ms -> WEFT_EIO          update_state(): every op we hold is
+ *                                             acked and the peer's DONE vv is held
+ *
+ * Sending. `sent` is the vector of what the peer holds or has been sent: the
+ * peer's HELLO vv, raised by every batch we stream (stream()), by the ids of
+ * every batch the peer sends us (it holds those, so they are never echoed
+ * back) and by applied ACKs. stream() runs weft_ops_since(sent) inside one
+ * read transaction, encodes each batch into its frame before the transaction
+ * ends (the op views live only as long as it), and stops at `window`
+ * unacknowledged batches. When the stream is exhausted it queues DONE once
+ * (until something new is sent).
+ *
+ * Anomalies:
+ *   - a frame that does not decode, a second HELLO, any frame but HELLO or
+ *     ERROR before HELLO, an OPS whose seq is not the previous + 1, an ACK
+ *     whose seq is not the next unacknowledged one: ERROR WEFT_ECORRUPT, close.
+ *   - HELLO of another version: ERROR WEFT_EVERSION; device not matching the
+ *     CURVE key: ERROR WEFT_EAUTH; close.
+ *   - a batch that does not connect (WEFT_EGAP): nothing applied, ACK gap.
+ *     The sender rewinds `sent` to the ACK's vv; ACKs of batches it sent
+ *     before that rewind (seq <= rewind_seq) never rewind again.
+ *   - a batch reaching past the drift horizon: the prefix is applied, ACK
+ *     deferred, WEFT_EV_SKEW; the sender rewinds and pauses
+ *     WEFT__SKEW_PAUSE_MS.
+ *   - WEFT_ECORRUPT / ECONFLICT / ELIMIT (or any store error) applying a
+ *     batch: ERROR with that code, close.
+ *   - a peer silent for dead_ms: poll returns WEFT_EIO.
+ *
+ * Invariants:
+ *   1. An ACK is queued only after the transaction that applied its batch and
+ *      merged the batch into the peer's acknowledged vector committed.
+ *   2. out_seq - acked_seq <= window: at most `window` OPS frames are ever
+ *      unacknowledged, each <= WEFT__BATCH_OPS ops and WEFT__BATCH_BYTES
+ *      payload bytes (or one op), so memory is bounded whatever the backlog.
+ *   3. Every frame queued is at most WEFT__MSG_MAX bytes (the encoders check).
+ *   4. Once closed (closed != 0) the session changes nothing: recv and poll
+ *      return the closing code; frames already queued (the ERROR) remain.
+ *   5. The event queue holds at most EVQ_CAP events; the oldest is dropped.
+ * Thread-safety: confined to one thread at a time; it opens store
+ * transactions in the calling thread, which must not hold a write
+ * transaction of the same store.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "../store/store_int.h"
+#include "transport_int.h"
+
+#define EVQ_CAP 64u
+
+typedef struct frameq {
+    weft__buf *v;
+    size_t head, n, cap;
+} frameq;
+
+struct weft__session {
+    weft_store *s;
+    weft__session_cfg cfg;
+    uint64_t peer_device;
+    weft_peer_state state;
+    int closed;     /* 0, or the WEFT_E* that closed the session */
+    bool hello_in;  /* the peer's HELLO was received */
+    bool done_sent; /* DONE queued since the last batch */
+    bool pending_known;
+    bool reached_live;
+    bool skewed;        /* we deferred some of its ops in this session */
+    weft_vv *sent;      /* the peer holds or has been sent everything up to this */
+    weft_vv *acked;     /* cache of the persisted acknowledged vector */
+    weft_vv *ours;      /* our vector at the last look */
+    weft_vv *peer_vv;   /* the peer's vector as last reported (HELLO, ACK, DONE) */
+    weft_vv *peer_done; /* its vector at its last DONE; NULL before */
+    uint64_t out_seq, acked_seq, rewind_seq, in_seq;
+    uint64_t pause_until; /* no streaming before this (deferred ACK); 0: none */
+    uint64_t last_sent, last_recv;
+    uint64_t pending_out; /* ops beyond `sent` (exact when counted, then decremented) */
+    weft__session_stats stats;
+    frameq q;
+    weft__buf cur; /* the frame handed out by weft__session_next */
+    weft_event ev[EVQ_CAP];
+    size_t evhead, evn;
+    weft_op *batch; /* cfg.batch_ops views, filled by collect_cb */
+    size_t nbatch, batch_bytes;
+    bool more; /* collect_cb stopped on a limit: ops remain beyond the batch */
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint64_t store_now(const weft__session *ss)
+{
+    return ss->s->clock.now_ms(ss->s->clock.now_user);
+}
+
+static bool vv_le(const weft_vv *a, const weft_vv *b)
+{
+    size_t n = weft_vv_count(a);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t d, h;
+        weft_vv_entry(a, i, &d, &h);
+        if (h > weft_vv_get(b, d)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int vv_merge(weft_vv *dst, const weft_vv *src)
+{
+    size_t n = weft_vv_count(src);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t d, h;
+        weft_vv_entry(src, i, &d, &h);
+        if (h > weft_vv_get(dst, d)) {
+            int rc = weft_vv_set(dst, d, h);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+static int vv_copy(const weft_vv *src, weft_vv **out)
+{
+    weft_vv *v;
+    int rc = weft_vv_new(&v);
+    if (rc == 0 && (rc = vv_merge(v, src)) != 0) {
+        weft_vv_destroy(&v);
+    }
+    if (rc == 0) {
+        *out = v;
+    }
+    return rc;
+}
+
+static void push_event(weft__session *ss, weft_event_kind kind, uint64_t ops, uint64_t bytes,
+                       uint64_t pending, int error, const char *msg)
+{
+    if (ss->evn == EVQ_CAP) {
+        ss->evhead = (ss->evhead + 1) % EVQ_CAP;
+        ss->evn--;
+    }
+    weft_event *e = &ss->ev[(ss->evhead + ss->evn) % EVQ_CAP];
+    memset(e, 0, sizeof *e);
+    e->kind = kind;
+    e->state = ss->state;
+    e->ops = ops;
+    e->bytes = bytes;
+    e->pending = pending;
+    e->error = error;
+    if (msg != NULL) {
+        snprintf(e->message, sizeof e->message, "%s", msg);
+    }
+    ss->evn++;
+}
+
+/* Take ownership of @p b's bytes as the next frame to send. */
+static int push_frame(weft__session *ss, weft__buf *b, uint64_t now)
+{
+    frameq *q = &ss->q;
+    if (q->head + q->n == q->cap) {
+        if (q->head > 0) {
+            memmove(q->v, q->v + q->head, q->n * sizeof *q->v);
+            q->head = 0;
+        } else {
+            size_t cap = q->cap ? 2 * q->cap : 8;
+            weft__buf *p = weft__realloc(q->v, cap * sizeof *p);
+            if (p == NULL) {
+                weft__buf_free(b);
+                return weft__err(WEFT_ENOMEM, "out of memory queueing a frame");
+            }
+            q->v = p;
+            q->cap = cap;
+        }
+    }
+    q->v[q->head + q->n++] = *b;
+    memset(b, 0, sizeof *b);
+    ss->last_sent = now;
+    return 0;
+}
+
+static void set_state(weft__session *ss, weft_peer_state st)
+{
+    if (ss->state != st) {
+        ss->state = st;
+        push_event(ss, WEFT_EV_STATE, 0, 0, ss->pending_out, 0, weft_peer_state_name(st));
+    }
+}
+
+/* Close with @p code: queue ERROR (unless @p from_peer), emit WEFT_EV_ERROR,
+ * state ERROR. Returns @p code, with the message left for weft_last_error. */
+static int close_with(weft__session *ss, int code, bool from_peer, uint64_t now, const char *fmt,
+                      ...) WEFT__PRINTF(5, 6);
+
+static int close_with(weft__session *ss, int code, bool from_peer, uint64_t now, const char *fmt,
+                      ...)
+{
+    char msg[WEFT_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (code >= 0) {
+        code = WEFT_ECORRUPT;
+    }
+    if (!from_peer) {
+        weft__buf b = {NULL, 0, 0};
+        if (weft__msg_error(&b, code, msg) == 0) {
+            (void)push_frame(ss, &b, now);
+        }
+        weft__buf_free(&b);
+    }
+    ss->closed = code;
+    set_state(ss, WEFT_PEER_ERROR);
+    push_event(ss, WEFT_EV_ERROR, 0, 0, ss->pending_out, code, msg);
+    return weft__err(code, "%s", msg);
+}
+
+/* Persist the status on reaching LIVE (last sync, syncs, duration). */
+static int persist_live(weft__session *ss, uint64_t now, bool first)
+{
+    weft_txn *t = NULL;
+    weft_peer_status st;
+    int rc = weft_txn_begin(ss->s, 0, &t);
+    if (rc == 0 && (rc = weft__peer_by_key(t, ss->cfg.peer_key, &st)) == 0) {
+        uint64_t wall = store_now(ss);
+        st.state = WEFT_PEER_LIVE;
+        st.last_sync_ms = wall;
+        st.updated_ms = wall;
+        st.clock_offset_ms = ss->stats.clock_offset_ms;
+        st.skewed = ss->skewed ? 1 : 0;
+        if (first) {
+            st.syncs++;
+            st.last_duration_ms = now - ss->stats.started_ms;
+        }
+        if ((rc = weft__peer_status_put(t, ss->cfg.peer_key, &st)) == 0) {
+            rc = weft_txn_commit(&t);
+        }
+    }
+    weft_txn_abort(&t);
+    return rc;
+}
+
+/* Recompute the state from what is known; persist on reaching LIVE. */
+static int update_state(weft__session *ss, uint64_t now)
+{
+    if (ss->closed) {
+        return ss->closed;
+    }
+    weft_peer_state st;
+    if (!ss->hello_in) {
+        st = WEFT_PEER_CONNECTING;
+    } else if (weft__session_caught_up(ss)) {
+        st = WEFT_PEER_LIVE;
+    } else if (!vv_le(ss->peer_vv, ss->ours)) {
+        st = WEFT_PEER_PULLING;
+    } else {
+        st = WEFT_PEER_PUSHING;
+    }
+    if (st == WEFT_PEER_LIVE && ss->state != WEFT_PEER_LIVE) {
+        bool first = !ss->reached_live;
+        if (first) {
+            ss->reached_live = true;
+            ss->stats.caught_up_ms = now;
+        }
+        int rc = persist_live(ss, now, first);
+        if (rc != 0) {
+            return close_with(ss, rc, false, now, "persisting the peer status: %s",
+                              weft_last_error());
+        }
+    }
+    set_state(ss, st);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+int weft__session_new(weft_store *s, const weft__session_cfg *cfg, uint64_t now_ms,
+                      weft__session **out)
+{
+    if (s == NULL || cfg == NULL || out == NULL) {
+        return weft__err(WEFT_EINVAL, "weft__session_new: store, cfg and out are required");
+    }
+    if (cfg->role != WEFT_ROLE_DEVICE && cfg->role != WEFT_ROLE_RELAY) {
+        return weft__err(WEFT_EINVAL, "weft__session_new: bad role %d", (int)cfg->role);
+    }
+    weft__session *ss = weft__calloc(1, sizeof *ss);
+    if (ss == NULL) {
+        return weft__err(WEFT_ENOMEM, "out of memory creating a session");
+    }
+    ss->s = s;
+    ss->cfg = *cfg;
+    weft__session_cfg *c = &ss->cfg;
+    c->heartbeat_ms = c->heartbeat_ms ? c->heartbeat_ms : WEFT__HEARTBEAT_MS;
+    c->dead_ms = c->dead_ms ? c->dead_ms : WEFT__DEAD_MS;
+    c->window = c->window ? c->window : WEFT__WINDOW;
+    c->batch_ops = c->batch_ops ? c->batch_ops : WEFT__BATCH_OPS;
+    c->batch_bytes = c->batch_bytes ? c->batch_bytes : WEFT__BATCH_BYTES;
+    if (c->window > WEFT__WINDOW || c->batch_ops > WEFT__BATCH_OPS ||
+        c->batch_bytes > WEFT__BATCH_BYTES) {
+        weft__free(ss);
+        return weft__err(WEFT_EINVAL, "session window/batch over the protocol limits (%u, %u, %u)",
+                         WEFT__WINDOW, WEFT__BATCH_OPS, WEFT__BATCH_BYTES);
+    }
+    ss->peer_device = weft_device_of(c->peer_key);
+    ss->state = WEFT_PEER_CONNECTING;
+    ss->last_recv = ss->last_sent = now_ms;
+    ss->stats.started_ms = now_ms;
+    weft_txn *t = NULL;
+    weft__buf b = {NULL, 0, 0};
+    int rc = 0;
+    ss->batch = weft__calloc(c->batch_ops, sizeof *ss->batch);
+    if (ss->batch == NULL) {
+        rc = weft__err(WEFT_ENOMEM, "out of memory creating a session");
+    }
+    rc = rc ? rc : weft_vv_new(&ss->peer_vv);
+    rc = rc ? rc : weft_txn_begin(s, WEFT_TXN_RDONLY, &t);
+    rc = rc ? rc : weft__peer_acked_get(t, c->peer_key, &ss->acked);
+    rc = rc ? rc : weft_store_vv(t, &ss->ours);
+    weft_txn_abort(&t);
+    if (rc == 0) {
+        uint64_t hlc = weft__hlc_make(store_now(ss), 0);
+        rc = weft__msg_hello(&b, weft_store_device(s), c->role, ss->ours, hlc);
+    }
+    rc = rc ? rc : push_frame(ss, &b, now_ms);
+    weft__buf_free(&b);
+    if (rc != 0) {
+        weft__session_destroy(&ss);
+        return rc;
+    }
+    push_event(ss, WEFT_EV_STATE, 0, 0, 0, 0, weft_peer_state_name(ss->state));
+    *out = ss;
+    return 0;
+}
+
+void weft__session_destroy(weft__session **self_p)
+{
+    if (self_p == NULL || *self_p == NULL) {
+        return;
+    }
+    weft__session *ss = *self_p;
+    for (size_t i = 0; i < ss->q.n; i++) {
+        weft__buf_free(&ss->q.v[ss->q.head + i]);
+    }
+    weft__free(ss->q.v);
+    weft__buf_free(&ss->cur);
+    weft_vv_destroy(&ss->sent);
+    weft_vv_destroy(&ss->acked);
+    weft_vv_destroy(&ss->ours);
+    weft_vv_destroy(&ss->peer_vv);
+    weft_vv_destroy(&ss->peer_done);
+    weft__free(ss->batch);
+    weft__free(ss);
+    *self_p = NULL;
+}
+
+/* ---------------------------------------------------------------- receiving */
+
+static int on_hello(weft__session *ss, weft__msg *m, uint64_t now)
+{
+    if (ss->hello_in) {
+        return close_with(ss, WEFT_ECORRUPT, false, now, "second HELLO in one session");
+    }
+    if (m->version != WEFT__PROTO_VERSION) {
+        return close_with(ss, WEFT_EVERSION, false, now,
+                          "protocol version %u is not supported (this peer speaks %u)", m->version,
+                          WEFT__PROTO_VERSION);
+    }
+    if (m->device != ss->peer_device) {
+        return close_with(ss, WEFT_EAUTH, false, now,
+                          "HELLO names device %016llx, the peer key's device is %016llx",
+                          (unsigned long long)m->device, (unsigned long long)ss->peer_device);
+    }
+    weft_txn *t = NULL;
+    weft_vv *acked = NULL;
+    int rc = weft_txn_begin(ss->s, 0, &t);
+    rc = rc ? rc : weft__peer_acked_merge(t, ss->cfg.peer_key, m->vv);
+    rc = rc ? rc : weft__peer_acked_get(t, ss->cfg.peer_key, &acked);
+    rc = rc ? rc : weft_txn_commit(&t);
+    weft_txn_abort(&t);
+    if (rc == 0) {
+        weft_vv_destroy(&ss->sent);
+        rc = vv_copy(m->vv, &ss->sent);
+    }
+    rc = rc ? rc : vv_merge(ss->peer_vv, m->vv);
+    if (rc != 0) {
+        weft_vv_destroy(&acked);
+        return close_with(ss, rc == WEFT_ENOTFOUND ? WEFT_EAUTH : rc, false, now,
+                          "recording the peer's HELLO: %s", weft_last_error());
+    }
+    weft_vv_destroy(&ss->acked);
+    ss->acked = acked;
+    ss->hello_in = true;
+    ss->pending_known = false;
+    ss->stats.clock_offset_ms = (int64_t)weft_hlc_ms(m->hlc) - (int64_t)store_now(ss);
+    return update_state(ss, now);
+}
+
+static int on_ops(weft__session *ss, weft__msg *m, uint64_t now)
+{
+    if (m->seq != ss->in_seq + 1) {
+        return close_with(ss, WEFT_ECORRUPT, false, now,
+                          "OPS out of order: seq %llu, expected %llu", (unsigned long long)m->seq,
+                          (unsigned long long)ss->in_seq + 1);
+    }
+    ss->in_seq = m->seq;
+    uint64_t bytes = 0;
+    weft_vv *bv = NULL, *vv = NULL;
+    int rc = weft_vv_new(&bv);
+    for (size_t i = 0; i < m->nops && rc == 0; i++) {
+        bytes += m->ops[i].payload.len;
+        rc = weft_vv_set(bv, m->ops[i].id.device, m->ops[i].id.hlc);
+    }
+    if (rc != 0) {
+        weft_vv_destroy(&bv);
+        return close_with(ss, rc, false, now, "receiving a batch: %s", weft_last_error());
+    }
+    weft_apply_result res;
+    memset(&res, 0, sizeof res);
+    weft_txn *t = NULL;
+    uint64_t conf0 = 0, conf1 = 0;
+    uint32_t status = WEFT__ACK_APPLIED;
+    char why[WEFT_MSG_MAX] = "";
+    if ((rc = weft_txn_begin(ss->s, 0, &t)) == 0) {
+        conf0 = t->conflicts;
+        rc = weft_apply(t, m->ops, m->nops, &res);
+        if (rc == WEFT_EGAP) {
+            snprintf(why, sizeof why, "%s", weft_last_error());
+            status = WEFT__ACK_GAP;
+            rc = weft_store_vv(t, &vv);
+            weft_txn_abort(&t);
+        } else if (rc == 0) {
+            conf1 = t->conflicts;
+            rc = weft__peer_acked_merge(t, ss->cfg.peer_key, bv);
+            rc = rc ? rc : weft_store_vv(t, &vv);
+            if (rc == 0 && res.deferred > 0) {
+                weft_peer_status st;
+                status = WEFT__ACK_DEFERRED;
+                ss->skewed = true;
+                rc = weft__peer_by_key(t, ss->cfg.peer_key, &st);
+                if (rc == 0) {
+                    st.skewed = 1;
+                    st.clock_offset_ms = ss->stats.clock_offset_ms;
+                    st.updated_ms = store_now(ss);
+                    rc = weft__peer_status_put(t, ss->cfg.peer_key, &st);
+                }
+            }
+            rc = rc ? rc : weft_txn_commit(&t);
+        }
+        weft_txn_abort(&t);
+    }
+    if (rc != 0) {
+        weft_vv_destroy(&bv);
+        weft_vv_destroy(&vv);
+        return close_with(ss, rc == WEFT_ENOTFOUND ? WEFT_EAUTH : rc, false, now,
+                          "batch %llu refused: %s", (unsigned long long)m->seq, weft_last_error());
+    }
+    /* Durable (or nothing applied): acknowledge. */
+    weft__buf b = {NULL, 0, 0};
+    rc = weft__msg_ack(&b, m->seq, status, vv);
+    rc = rc ? rc : push_frame(ss, &b, now);
+    weft__buf_free(&b);
+    rc = rc ? rc : vv_merge(ss->sent, bv); /* the peer holds what it sent */
+    if (rc == 0 && status != WEFT__ACK_GAP) {
+        rc = vv_merge(ss->acked, bv);
+    }
+    weft_vv_destroy(&bv);
+    if (rc == 0) {
+        weft_vv_destroy(&ss->ours);
+        ss->ours = vv;
+        vv = NULL;
+        ss->pending_known = false;
+    }
+    weft_vv_destroy(&vv);
+    if (rc != 0) {
+        return close_with(ss, rc, false, now, "acknowledging a batch: %s", weft_last_error());
+    }
+    ss->stats.batches_received++;
+    ss->stats.ops_received += m->nops;
+    ss->stats.bytes_received += bytes;
+    if (status == WEFT__ACK_GAP) {
+        ss->stats.gaps++;
+        push_event(ss, WEFT_EV_PROGRESS, 0, 0, ss->pending_out, WEFT_EGAP, why);
+        return update_state(ss, now);
+    }
+    push_event(ss, WEFT_EV_PROGRESS, m->nops, bytes, ss->pending_out, 0, "received");
+    if (res.applied > 0) {
+        push_event(ss, WEFT_EV_CHANGES, res.applied, 0, ss->pending_out, 0, NULL);
+    }
+    if (conf1 > conf0) {
+        push_event(ss, WEFT_EV_CONFLICT, conf1, 0, ss->pending_out, 0, NULL);
+    }
+    if (res.deferred > 0) {
+        char msg[WEFT_MSG_MAX];
+        snprintf(msg, sizeof msg, "%zu ops deferred: %llu ms ahead of our clock", res.deferred,
+                 (unsigned long long)res.skew_ms);
+        ss->stats.deferred++;
+        push_event(ss, WEFT_EV_SKEW, res.deferred, 0, ss->pending_out, 0, msg);
+    }
+    return update_state(ss, now);
+}
+
+static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
+{
+    if (m->seq != ss->acked_seq + 1 || m->seq > ss->out_seq) {
+        return close_with(ss, WEFT_ECORRUPT, false, now,
+                          "ACK of seq %llu, expected %llu (last sent %llu)",
+                          (unsigned long long)m->seq, (unsigned long long)ss->acked_seq + 1,
+                          (unsigned long long)ss->out_seq);
+    }
+    ss->acked_seq = m->seq;
+    int rc = 0;
+    if (!vv_le(m->vv, ss->acked)) {
+        weft_txn *t = NULL;
+        rc = weft_txn_begin(ss->s, 0, &t);
+        rc = rc ? rc : weft__peer_acked_merge(t, ss->cfg.peer_key, m->vv);
+        rc = rc ? rc : weft_txn_commit(&t);
+        weft_txn_abort(&t);
+        rc = rc ? rc : vv_merge(ss->acked, m->vv);
+    }
+    rc = rc ? rc : vv_merge(ss->peer_vv, m->vv);
+    if (rc != 0) {
+        return close_with(ss, rc == WEFT_ENOTFOUND ? WEFT_EAUTH : rc, false, now,
+                          "recording an ACK: %s", weft_last_error());
+    }
+    if (m->status == WEFT__ACK_APPLIED || m->seq <= ss->rewind_seq) {
+        /* What the receiver holds need not be sent (a prefix per device). */
+        rc = vv_merge(ss->sent, m->vv);
+    } else {
+        /* Rewind: the receiver holds exactly ack.vv. Batches still in flight
+         * were sent before this point; their ACKs must not rewind again. */
+        weft_vv *v = NULL;
+        if ((rc = vv_copy(m->vv, &v)) == 0) {
+            weft_vv_destroy(&ss->sent);
+            ss->sent = v;
+        }
+        ss->rewind_seq = ss->out_seq;
+        ss->done_sent = false;
+        ss->pending_known = false;
+        if (m->status == WEFT__ACK_DEFERRED) {
+            ss->stats.deferred++;
+            ss->pause_until = now + WEFT__SKEW_PAUSE_MS;
+        } else {
+            ss->stats.gaps++;
+        }
+    }
+    if (rc != 0) {
+        return close_with(ss, rc, false, now, "recording an ACK: %s", weft_last_error());
+    }
+    return update_state(ss, now);
+}
+
+static int on_done(weft__session *ss, weft__msg *m, uint64_t now)
+{
+    weft_vv_destroy(&ss->peer_done);
+    ss->peer_done = m->vv;
+    m->vv = NULL;
+    int rc = vv_merge(ss->peer_vv, ss->peer_done);
+    if (rc != 0) {
+        return close_with(ss, rc, false, now, "recording DONE: %s", weft_last_error());
+    }
+    return update_state(ss, now);
+}
+
+int weft__session_recv(weft__session *ss, const uint8_t *buf, size_t len, uint64_t now_ms)
+{
+    if (ss == NULL) {
+        return weft__err(WEFT_EINVAL, "weft__session_recv: session is NULL");
+    }
+    if (ss->closed) {
+        return weft__err(ss->closed, "session is closed");
+    }
+    ss->last_recv = now_ms;
+    weft__msg m;
+    int rc = weft__msg_decode(buf, len, &m);
+    if (rc != 0) {
+        return close_with(ss, rc, false, now_ms, "bad frame: %s", weft_last_error());
+    }
+    if (m.type == WEFT__MSG_ERROR) {
+        rc = close_with(ss, m.code, true, now_ms, "peer closed: %s: %.*s", weft_err_name(m.code),
+                        (int)m.text.len, (const char *)m.text.ptr);
+    } else if (!ss->hello_in && m.type != WEFT__MSG_HELLO) {
+        rc =
+            close_with(ss, WEFT_ECORRUPT, false, now_ms, "message of type %d before HELLO", m.type);
+    } else {
+        switch (m.type) {
+        case WEFT__MSG_HELLO:
+            rc = on_hello(ss, &m, now_ms);
+            break;
+        case WEFT__MSG_OPS:
+            rc = on_ops(ss, &m, now_ms);
+            break;
+        case WEFT__MSG_ACK:
+            rc = on_ack(ss, &m, now_ms);
+            break;
+        case WEFT__MSG_DONE:
+            rc = on_done(ss, &m, now_ms);
+            break;
+        default: /* PING: a sign of life, already counted */
+            rc = 0;
+            break;
+        }
+    }
+    weft__msg_free(&m);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- sending */
+
+static int collect_cb(const weft_op *op, void *user)
+{
+    weft__session *ss = user;
+    if (ss->nbatch == ss->cfg.batch_ops ||
+        (ss->nbatch > 0 && ss->batch_bytes + op->payload.len > ss->cfg.batch_bytes)) {
+        ss->more = true;
+        return 1;
+    }
+    ss->batch[ss->nbatch++] = *op;
+    ss->batch_bytes += op->payload.len;
+    return 0;
+}
+
+/* Stream batches within the window; DONE when exhausted. */
+static int stream(weft__session *ss, uint64_t now)
+{
+    weft_txn *t = NULL;
+    weft_vv *ours = NULL;
+    int rc = weft_txn_begin(ss->s, WEFT_TXN_RDONLY, &t);
+    rc = rc ? rc : weft_store_vv(t, &ours);
+    if (rc != 0) {
+        weft_txn_abort(&t);
+        return rc;
+    }
+    if (!vv_le(ours, ss->ours) || !vv_le(ss->ours, ours)) {
+        ss->pending_known = false;
+    }
+    weft_vv_destroy(&ss->ours);
+    ss->ours = ours;
+    if (ss->pause_until != 0 && now < ss->pause_until) {
+        weft_txn_abort(&t);
+        return 0;
+    }
+    ss->pause_until = 0;
+    if (!ss->pending_known) {
+        if ((rc = weft__store_pending(t, ss->sent, &ss->pending_out, NULL)) != 0) {
+            weft_txn_abort(&t);
+            return rc;
+        }
+        ss->pending_known = true;
+    }
+    bool exhausted = false;
+    while (ss->out_seq - ss->acked_seq < ss->cfg.window) {
+        ss->nbatch = 0;
+        ss->batch_bytes = 0;
+        ss->more = false;
+        rc = weft_ops_since(t, ss->sent, collect_cb, ss);
+        if (rc < 0) {
+            break;
+        }
+        rc = 0;
+        if (ss->nbatch == 0) {
+            exhausted = true;
+            break;
+        }
+        /* The op views live only as long as t: encode now. */
+        weft__buf b = {NULL, 0, 0};
+        rc = weft__msg_ops(&b, ss->out_seq + 1, ss->batch, ss->nbatch);
+        rc = rc ? rc : push_frame(ss, &b, now);
+        weft__buf_free(&b);
+        for (size_t i = 0; i < ss->nbatch && rc == 0; i++) {
+            rc = weft_vv_set(ss->sent, ss->batch[i].id.device, ss->batch[i].id.hlc);
+        }
+        if (rc != 0) {
+            break;
+        }
+        ss->out_seq++;
+        ss->done_sent = false;
+        uint64_t inflight = ss->out_seq - ss->acked_seq;
+        if (inflight > ss->stats.max_inflight) {
+            ss->stats.max_inflight = inflight;
+        }
+        ss->stats.batches_sent++;
+        ss->stats.ops_sent += ss->nbatch;
+        ss->stats.bytes_sent += ss->batch_bytes;
+        ss->pending_out = ss->pending_out > ss->nbatch ? ss->pending_out - ss->nbatch : 0;
+        push_event(ss, WEFT_EV_PROGRESS, ss->nbatch, ss->batch_bytes, ss->pending_out, 0, "sent");
+        if (!ss->more) {
+            exhausted = true;
+            break;
+        }
+    }
+    weft_txn_abort(&t);
+    if (rc != 0) {
+        return rc;
+    }
+    if (exhausted) {
+        ss->pending_out = 0;
+        if (!ss->done_sent) {
+            weft__buf b = {NULL, 0, 0};
+            rc = weft__msg_done(&b, ss->ours);
+            rc = rc ? rc : push_frame(ss, &b, now);
+            weft__buf_free(&b);
+            ss->done_sent = rc == 0;
+        }
+    }
+    return rc;
+}
+
+int weft__session_poll(weft__session *ss, uint64_t now_ms)
+{
+    if (ss == NULL) {
+        return weft__err(WEFT_EINVAL, "weft__session_poll: session is NULL");
+    }
+    if (ss->closed) {
+        return weft__err(ss->closed, "session is closed");
+    }
+    if (now_ms >= ss->last_recv + ss->cfg.dead_ms) {
+        char msg[WEFT_MSG_MAX];
+        snprintf(msg, sizeof msg, "peer silent for %llu ms",
+                 (unsigned long long)(now_ms - ss->last_recv));
+        ss->closed = WEFT_EIO;
+        set_state(ss, WEFT_PEER_ERROR);
+        push_event(ss, WEFT_EV_ERROR, 0, 0, ss->pending_out, WEFT_EIO, msg);
+        return weft__err(WEFT_EIO, "%s", msg);
+    }
+    int rc = 0;
+    if (ss->hello_in) {
+        if ((rc = stream(ss, now_ms)) != 0) {
+            return close_with(ss, rc, false, now_ms, "streaming ops: %s", weft_last_error());
+        }
+        if ((rc = update_state(ss, now_ms)) != 0) {
+            return rc;
+        }
+    }
+    if (now_ms >= ss->last_sent + ss->cfg.heartbeat_ms) {
+        weft__buf b = {NULL, 0, 0};
+        rc = weft__msg_ping(&b, weft__hlc_make(store_now(ss), 0));
+        rc = rc ? rc : push_frame(ss, &b, now_ms);
+        weft__buf_free(&b);
+        if (rc != 0) {
+            return close_with(ss, rc, false, now_ms, "queueing PING: %s", weft_last_error());
+        }
+    }
+    return 0;
+}
+
+int weft__session_next(weft__session *ss, weft_bytes *frame)
+{
+    if (ss == NULL || frame == NULL || ss->q.n == 0) {
+        return 0;
+    }
+    weft__buf_free(&ss->cur);
+    ss->cur = ss->q.v[ss->q.head];
+    ss->q.head++;
+    ss->q.n--;
+    if (ss->q.n == 0) {
+        ss->q.head = 0;
+    }
+    frame->ptr = ss->cur.ptr;
+    frame->len = ss->cur.len;
+    return 1;
+}
+
+int weft__session_event(weft__session *ss, weft_event *ev)
+{
+    if (ss == NULL || ev == NULL || ss->evn == 0) {
+        return 0;
+    }
+    *ev = ss->ev[ss->evhead];
+    ss->evhead = (ss->evhead + 1) % EVQ_CAP;
+    ss->evn--;
+    return 1;
+}
+
+weft_peer_state weft__session_state(const weft__session *ss)
+{
+    return ss != NULL ? ss->state : WEFT_PEER_IDLE;
+}
+
+bool weft__session_caught_up(const weft__session *ss)
+{
+    return ss != NULL && !ss->closed && ss->hello_in && ss->peer_done != NULL &&
+           ss->out_seq == ss->acked_seq && vv_le(ss->ours, ss->acked) &&
+           vv_le(ss->peer_done, ss->ours);
+}
+
+uint64_t weft__session_deadline(const weft__session *ss)
+{
+    if (ss == NULL || ss->closed) {
+        return 0;
+    }
+    uint64_t d = ss->last_sent + ss->cfg.heartbeat_ms;
+    uint64_t dead = ss->last_recv + ss->cfg.dead_ms;
+    d = dead < d ? dead : d;
+    if (ss->pause_until != 0 && ss->pause_until < d) {
+        d = ss->pause_until;
+    }
+    return d;
+}
+
+const weft__session_stats *weft__session_stats_get(const weft__session *ss)
+{
+    return ss != NULL ? &ss->stats : NULL;
+}

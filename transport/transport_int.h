@@ -99,6 +99,13 @@ int weft__msg_done(weft__buf *out, const weft_vv *vv);
 int weft__msg_ping(weft__buf *out, uint64_t hlc);
 int weft__msg_error(weft__buf *out, int code, const char *text);
 
+/* The protocol's version-vector encoding (a canonical map uint -> uint),
+ * shared with peers.c. put: 0 or WEFT_ENOMEM. read: parses one vv at *p
+ * (bounded by @p end) and advances *p; WEFT_ECORRUPT, WEFT_ELIMIT (over
+ * 65,536 devices, from the header alone, before any allocation), WEFT_ENOMEM. */
+int weft__wire_vv_put(weft__buf *b, const weft_vv *vv);
+int weft__wire_vv_read(const uint8_t **p, const uint8_t *end, weft_vv **out);
+
 /* ================================================================ session.c */
 
 typedef struct weft__session weft__session;
@@ -118,6 +125,7 @@ typedef struct weft__session_stats {
     uint64_t batches_sent, batches_received, deferred, gaps;
     int64_t clock_offset_ms; /* peer's HELLO hlc minus our clock */
     uint64_t started_ms, caught_up_ms;
+    uint64_t max_inflight; /* most unacknowledged OPS ever outstanding (<= window) */
 } weft__session_stats;
 
 /** A new session with the peer whose key is cfg->peer_key (which must be a

@@ -169,6 +169,11 @@ WEFT_API void weft_sync_options_init(weft_sync_options *opt);
 WEFT_API WEFT_MUST_CHECK int weft_sync_start(weft_store *s, const weft_sync_options *opt,
                                              weft_sync **out);
 
+/** The endpoint the engine listens on, with the real port when it was asked
+ * to bind "tcp://host:*" (copied into @p buf, NUL-terminated; "" when not
+ * listening). @return 0; WEFT_ENOSPC (cap too small), WEFT_EINVAL. */
+WEFT_API int weft_sync_endpoint(weft_sync *e, char *buf, size_t cap);
+
 /** Stop the engine: close every session (nothing acknowledged is lost; a
  * batch in flight is either applied whole or not at all), join the thread,
  * free. NULL-safe; sets *self_p to NULL. */

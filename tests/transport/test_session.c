@@ -1,0 +1,441 @@
+/* test_session.c - the session state machine over real stores, driven by the
+ * in-memory network simulator (sim.h): convergence both ways, a large
+ * backlog under the window, a relay between devices never online together,
+ * cuts mid-sync, duplicated/reordered frames, a skewed clock, duplicate
+ * delivery, the peer API, and many seeded random schedules.
+ *
+ * Replay a failure with WEFT_SEED=<seed printed>; widen the random run with
+ * WEFT_CASES=<n>.
+ *
+ * Invariants: none (tests).
+ * Thread-safety: single-threaded tests only.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "sim.h"
+
+#define OK(expr)                                                                             \
+    do {                                                                                     \
+        int rc_ = (expr);                                                                    \
+        cr_assert_eq(rc_, 0, "%s -> %s (%s)", #expr, weft_err_name(rc_), weft_last_error()); \
+    } while (0)
+
+static weft_vv *acked_of(sim *m, int n, int peer)
+{
+    weft_txn *t;
+    weft_vv *vv;
+    OK(weft_txn_begin(m->node[n].s, WEFT_TXN_RDONLY, &t));
+    OK(weft__peer_acked_get(t, m->node[peer].pk, &vv));
+    weft_txn_abort(&t);
+    return vv;
+}
+
+static void assert_pair_done(sim *m, int a, int b)
+{
+    cr_assert(sim_same(m, a, b), "stores %d and %d differ [seed %llu]", a, b,
+              (unsigned long long)m->seed);
+    weft_vv *va = sim_vv(m, a), *vb = sim_vv(m, b);
+    cr_assert(sim_vv_eq(va, vb), "vectors differ [seed %llu]", (unsigned long long)m->seed);
+    weft_vv *ab = acked_of(m, a, b), *ba = acked_of(m, b, a);
+    cr_assert(sim_vv_eq(ab, vb), "%d's acked vector of %d != its vv [seed %llu]", a, b,
+              (unsigned long long)m->seed);
+    cr_assert(sim_vv_eq(ba, va), "%d's acked vector of %d != its vv [seed %llu]", b, a,
+              (unsigned long long)m->seed);
+    char name[16];
+    weft_peer_status st;
+    snprintf(name, sizeof name, "n%d", b);
+    OK(weft_peer_get(m->node[a].s, name, &st));
+    cr_assert_eq(st.pending_ops, 0);
+    cr_assert_eq(st.pending_bytes, 0);
+    cr_assert_geq(st.syncs, 1);
+    weft_vv_destroy(&va);
+    weft_vv_destroy(&vb);
+    weft_vv_destroy(&ab);
+    weft_vv_destroy(&ba);
+}
+
+typedef struct collect_ctx {
+    weft_op *v;
+    size_t n, cap;
+} collect_ctx;
+
+static int collect_cb(const weft_op *op, void *user)
+{
+    collect_ctx *c = user;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 64;
+        c->v = realloc(c->v, c->cap * sizeof *c->v);
+        cr_assert_not_null(c->v);
+    }
+    c->v[c->n++] = *op;
+    return 0;
+}
+
+static void write_bulk(sim *m, int n, unsigned count)
+{
+    unsigned done = 0;
+    while (done < count) {
+        weft_txn *t;
+        OK(weft_txn_begin(m->node[n].s, 0, &t));
+        for (unsigned i = 0; i < 1000 && done < count; i++, done++) {
+            char ent[32];
+            snprintf(ent, sizeof ent, "e%u", done);
+            OK(weft_set_int(t, "bulk", ent, "v", (int64_t)done));
+        }
+        OK(weft_txn_commit(&t));
+    }
+}
+
+Test(peers, card_and_records)
+{
+    sim m;
+    sim_init(&m, 1);
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0), b = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    char card[WEFT_CARD_MAX], addr[WEFT_ENDPOINT_MAX + 1];
+    uint8_t pk[WEFT_KEY_BYTES];
+    OK(weft_card(m.node[b].s, "tcp://127.0.0.1:7420,tcp://[::1]:7420", card, sizeof card));
+    OK(weft_card_parse(card, pk, addr));
+    cr_assert_arr_eq(pk, m.node[b].pk, WEFT_KEY_BYTES);
+    cr_assert_str_eq(addr, "tcp://127.0.0.1:7420");
+    cr_assert_eq(weft_device_of(pk), weft_store_device(m.node[b].s));
+    cr_assert_eq(weft_card(m.node[b].s, NULL, card, 10), WEFT_ENOSPC);
+    cr_assert_eq(weft_card_parse("weft2:00", pk, addr), WEFT_EINVAL);
+    cr_assert_eq(weft_card_parse("weft1:0123", pk, addr), WEFT_EINVAL);
+    OK(weft_card(m.node[b].s, NULL, card, sizeof card));
+    cr_assert_eq(weft_peer_add(m.node[a].s, "bad name", card, NULL, WEFT_ROLE_DEVICE), WEFT_EINVAL);
+    cr_assert_eq(weft_peer_add(m.node[a].s, "a/b", card, NULL, WEFT_ROLE_DEVICE), WEFT_EINVAL);
+    cr_assert_eq(weft_peer_add(m.node[a].s, "", card, NULL, WEFT_ROLE_DEVICE), WEFT_EINVAL);
+    OK(weft_peer_add(m.node[a].s, "phone", card, "tcp://x:1", WEFT_ROLE_RELAY));
+    cr_assert_eq(weft_peer_add(m.node[a].s, "phone", card, NULL, WEFT_ROLE_DEVICE), WEFT_EEXIST);
+    cr_assert_eq(weft_peer_add(m.node[a].s, "other", card, NULL, WEFT_ROLE_DEVICE), WEFT_EEXIST);
+    char own[WEFT_CARD_MAX];
+    OK(weft_card(m.node[a].s, NULL, own, sizeof own));
+    cr_assert_eq(weft_peer_add(m.node[a].s, "me", own, NULL, WEFT_ROLE_DEVICE), WEFT_EINVAL);
+    weft_peer_status st;
+    OK(weft_peer_get(m.node[a].s, "phone", &st));
+    cr_assert_str_eq(st.addr, "tcp://x:1");
+    cr_assert_eq(st.role, WEFT_ROLE_RELAY);
+    cr_assert_eq(st.device, weft_store_device(m.node[b].s));
+    cr_assert_eq(weft_peer_list(m.node[a].s, NULL, NULL), 1);
+    /* pending counts every op a has until acked */
+    sim_write(&m, a);
+    sim_write(&m, a);
+    OK(weft_peer_get(m.node[a].s, "phone", &st));
+    weft_info info;
+    OK(weft_store_info(m.node[a].s, &info));
+    cr_assert_eq(st.pending_ops, info.ops);
+    cr_assert_eq(weft_peer_rm(m.node[a].s, "nobody"), WEFT_ENOTFOUND);
+    OK(weft_peer_rm(m.node[a].s, "phone"));
+    cr_assert_eq(weft_peer_get(m.node[a].s, "phone", &st), WEFT_ENOTFOUND);
+    cr_assert_str_eq(weft_peer_state_name(WEFT_PEER_LIVE), "live");
+    sim_destroy(&m);
+}
+
+Test(session, two_devices_converge)
+{
+    sim m;
+    sim_init(&m, sim_env_seed(11));
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0), b = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    int l = sim_link_add(&m, a, b);
+    sim_link_enable(&m, l, false);
+    for (int i = 0; i < 60; i++) { /* concurrent writes: conflicts */
+        sim_write(&m, a);
+        sim_write(&m, b);
+    }
+    sim_link_enable(&m, l, true);
+    cr_assert(sim_run(&m, 100000), "no quiet state [seed %llu]", (unsigned long long)m.seed);
+    assert_pair_done(&m, a, b);
+    /* live: new writes on both sides are pushed */
+    for (int i = 0; i < 20; i++) {
+        sim_write(&m, (int)(sim_rand(&m) % 2));
+        sim_step(&m);
+    }
+    cr_assert(sim_run(&m, 100000));
+    assert_pair_done(&m, a, b);
+    cr_assert_gt(m.node[a].events[WEFT_EV_CHANGES], 0);
+    cr_assert_gt(m.node[a].events[WEFT_EV_STATE], 0);
+    cr_assert_eq(m.link[l].errors, 0);
+    cr_assert_eq(weft__session_state(m.link[l].sa), WEFT_PEER_LIVE);
+    sim_destroy(&m);
+}
+
+Test(session, large_backlog_within_window)
+{
+    sim m;
+    sim_init(&m, sim_env_seed(12));
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0), b = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    int l = sim_link_add(&m, a, b);
+    sim_link_enable(&m, l, false);
+    write_bulk(&m, a, 50000);
+    sim_link_enable(&m, l, true);
+    cr_assert(sim_run(&m, 1000000), "no quiet state [seed %llu]", (unsigned long long)m.seed);
+    assert_pair_done(&m, a, b);
+    const weft__session_stats *st = weft__session_stats_get(m.link[l].sa);
+    cr_assert_eq(st->ops_sent, 50000);
+    cr_assert_leq(st->max_inflight, WEFT__WINDOW);
+    cr_assert_eq(st->max_inflight, WEFT__WINDOW, "the window was never filled");
+    /* Memory: what is queued on the wire is bounded by the window. */
+    cr_assert_leq(m.link[l].max_queued_bytes, (size_t)WEFT__WINDOW * (WEFT__BATCH_BYTES + 65536));
+    sim_destroy(&m);
+}
+
+Test(session, relay_between_devices_never_online_together)
+{
+    sim m;
+    sim_init(&m, sim_env_seed(13));
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0), r = sim_node_add(&m, WEFT_ROLE_RELAY, 0),
+        b = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    int ar = sim_link_add(&m, a, r), br = sim_link_add(&m, b, r);
+    sim_link_enable(&m, br, false);
+    for (int i = 0; i < 40; i++) {
+        sim_write(&m, a);
+    }
+    cr_assert(sim_run(&m, 100000));
+    sim_link_enable(&m, ar, false);
+    for (int i = 0; i < 40; i++) {
+        sim_write(&m, b);
+        sim_write(&m, a); /* a writes offline */
+    }
+    sim_link_enable(&m, br, true);
+    cr_assert(sim_run(&m, 100000));
+    sim_link_enable(&m, br, false);
+    sim_link_enable(&m, ar, true);
+    cr_assert(sim_run(&m, 100000));
+    cr_assert(sim_same(&m, a, r));
+    sim_link_enable(&m, ar, false);
+    sim_link_enable(&m, br, true);
+    cr_assert(sim_run(&m, 100000));
+    cr_assert(sim_same(&m, a, b), "a and b differ [seed %llu]", (unsigned long long)m.seed);
+    cr_assert(sim_same(&m, b, r));
+    sim_destroy(&m);
+}
+
+Test(session, cut_mid_sync_resends_at_most_a_window)
+{
+    sim m;
+    sim_init(&m, sim_env_seed(14));
+    m.cfg.batch_ops = 100;
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0), b = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    int l = sim_link_add(&m, a, b);
+    sim_link_enable(&m, l, false);
+    write_bulk(&m, a, 5000);
+    sim_link_enable(&m, l, true);
+    unsigned cuts = 0;
+    for (int round = 0; round < 3; round++) {
+        uint64_t target = 1000u * (round + 1);
+        for (int i = 0; i < 1000000; i++) {
+            sim_step(&m);
+            const weft__session_stats *st = weft__session_stats_get(m.link[l].sb);
+            if (st != NULL && st->ops_received >= target - 1000u * round) {
+                break;
+            }
+        }
+        sim_cut(&m, l);
+        cuts++;
+    }
+    cr_assert(sim_run(&m, 1000000));
+    assert_pair_done(&m, a, b);
+    uint64_t sent = m.link[l].ops_sent_a + weft__session_stats_get(m.link[l].sa)->ops_sent;
+    cr_assert_geq(sent, 5000);
+    cr_assert_leq(sent, 5000 + (uint64_t)cuts * WEFT__WINDOW * 100,
+                  "%llu ops sent for 5000 [seed %llu]", (unsigned long long)sent,
+                  (unsigned long long)m.seed);
+    sim_destroy(&m);
+}
+
+Test(session, duplicated_and_reordered_frames)
+{
+    sim m;
+    sim_init(&m, sim_env_seed(15));
+    m.dup_per_mille = 30;
+    m.reorder_per_mille = 30;
+    m.cfg.batch_ops = 5;
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0), b = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    int l = sim_link_add(&m, a, b);
+    for (int i = 0; i < 400; i++) {
+        sim_write(&m, (int)(sim_rand(&m) % 2));
+        sim_step(&m);
+        sim_step(&m);
+    }
+    for (int i = 0; i < 2000; i++) {
+        sim_step(&m);
+    }
+    cr_assert_gt(m.link[l].errors, 0, "no anomaly was provoked [seed %llu]",
+                 (unsigned long long)m.seed);
+    m.dup_per_mille = m.reorder_per_mille = 0;
+    cr_assert(sim_run(&m, 200000));
+    assert_pair_done(&m, a, b);
+    sim_destroy(&m);
+}
+
+Test(session, skewed_peer_is_deferred_then_arrives)
+{
+    sim m;
+    sim_init(&m, sim_env_seed(16));
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    int b = sim_node_add(&m, WEFT_ROLE_DEVICE, 3600 * 1000); /* an hour ahead */
+    int l = sim_link_add(&m, a, b);
+    sim_link_enable(&m, l, false);
+    for (int i = 0; i < 10; i++) {
+        sim_write(&m, b);
+    }
+    sim_link_enable(&m, l, true);
+    for (int i = 0; i < 3000; i++) {
+        sim_step(&m);
+    }
+    cr_assert(!sim_quiet(&m));
+    cr_assert_gt(m.node[a].events[WEFT_EV_SKEW], 0);
+    const weft__session_stats *sa = weft__session_stats_get(m.link[l].sa);
+    cr_assert_gt(sa->deferred, 0);
+    cr_assert_gt(sa->clock_offset_ms, 3599 * 1000);
+    weft_vv *va = sim_vv(&m, a);
+    cr_assert_eq(weft_vv_get(va, weft_store_device(m.node[b].s)), 0, "skewed ops applied");
+    weft_vv_destroy(&va);
+    weft_info info;
+    OK(weft_store_info(m.node[a].s, &info));
+    cr_assert_leq(weft_hlc_ms(info.last_hlc), SIM_EPOCH + m.now + WEFT_DEFAULT_DRIFT_MS,
+                  "the receiver's clock was dragged ahead");
+    weft_peer_status st;
+    OK(weft_peer_get(m.node[a].s, "n1", &st));
+    cr_assert_eq(st.skewed, 1);
+    /* An hour later (for both), the ops arrive. */
+    m.now += 3600 * 1000;
+    cr_assert(sim_run(&m, 200000), "no quiet state [seed %llu]", (unsigned long long)m.seed);
+    assert_pair_done(&m, a, b);
+    sim_destroy(&m);
+}
+
+Test(session, duplicate_delivery_changes_nothing)
+{
+    sim m;
+    sim_init(&m, sim_env_seed(17));
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0), b = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    int l = sim_link_add(&m, a, b);
+    for (int i = 0; i < 50; i++) {
+        sim_write(&m, a);
+    }
+    cr_assert(sim_run(&m, 100000));
+    sim_link_enable(&m, l, false);
+    weft__buf before = {0}, after = {0};
+    {
+        weft_txn *t;
+        OK(weft_txn_begin(m.node[b].s, WEFT_TXN_RDONLY, &t));
+        OK(weft__store_dump(t, "ops", &before));
+        OK(weft__store_dump(t, "fields", &before));
+        OK(weft__store_dump(t, "vv", &before));
+        weft_txn_abort(&t);
+    }
+    /* A new session on b; a's HELLO, then every op of a again in one OPS. */
+    weft__session_cfg c = {0};
+    memcpy(c.peer_key, m.node[a].pk, WEFT_KEY_BYTES);
+    weft__session *sb;
+    OK(weft__session_new(m.node[b].s, &c, m.now, &sb));
+    weft__buf f = {0};
+    weft_vv *empty;
+    OK(weft_vv_new(&empty));
+    OK(weft__msg_hello(&f, weft_store_device(m.node[a].s), WEFT_ROLE_DEVICE, empty, 1));
+    OK(weft__session_recv(sb, f.ptr, f.len, m.now));
+    f.len = 0;
+    weft_txn *t;
+    OK(weft_txn_begin(m.node[a].s, WEFT_TXN_RDONLY, &t));
+    collect_ctx cc = {0};
+    cr_assert_geq(weft_ops_since(t, NULL, collect_cb, &cc), 1);
+    OK(weft__msg_ops(&f, 1, cc.v, cc.n)); /* inside the txn: the views live as long */
+    OK(weft__session_recv(sb, f.ptr, f.len, m.now));
+    weft_bytes fr;
+    weft__msg ack;
+    cr_assert_eq(weft__session_next(sb, &fr), 1); /* HELLO */
+    cr_assert_eq(weft__session_next(sb, &fr), 1); /* ACK */
+    OK(weft__msg_decode(fr.ptr, fr.len, &ack));
+    cr_assert_eq(ack.type, WEFT__MSG_ACK);
+    cr_assert_eq(ack.status, WEFT__ACK_APPLIED);
+    weft__msg_free(&ack);
+    free(cc.v);
+    weft_txn_abort(&t);
+    weft_vv_destroy(&empty);
+    weft__buf_free(&f);
+    weft__session_destroy(&sb);
+    {
+        OK(weft_txn_begin(m.node[b].s, WEFT_TXN_RDONLY, &t));
+        OK(weft__store_dump(t, "ops", &after));
+        OK(weft__store_dump(t, "fields", &after));
+        OK(weft__store_dump(t, "vv", &after));
+        weft_txn_abort(&t);
+    }
+    cr_assert(before.len == after.len && memcmp(before.ptr, after.ptr, before.len) == 0);
+    weft__buf_free(&before);
+    weft__buf_free(&after);
+    sim_destroy(&m);
+}
+
+Test(session, random_schedules_converge, .timeout = 300)
+{
+    uint64_t seed0 = sim_env_seed(1000);
+    unsigned cases = sim_env_cases(200);
+    for (unsigned k = 0; k < cases; k++) {
+        sim m;
+        sim_init(&m, seed0 + k);
+        int nn = 2 + (int)(sim_rand(&m) % 2);
+        for (int i = 0; i < nn; i++) {
+            sim_node_add(&m, i == 1 && nn == 3 ? WEFT_ROLE_RELAY : WEFT_ROLE_DEVICE, 0);
+        }
+        m.cfg.batch_ops = 1 + (uint32_t)(sim_rand(&m) % 8);
+        m.cfg.window = 1 + (uint32_t)(sim_rand(&m) % WEFT__WINDOW);
+        m.delay_max = (unsigned)(sim_rand(&m) % 30);
+        m.cut_per_mille = (unsigned)(sim_rand(&m) % 20);
+        bool noisy = sim_rand(&m) % 3 == 0;
+        m.dup_per_mille = noisy ? 20 : 0;
+        m.reorder_per_mille = noisy ? 20 : 0;
+        if (nn == 2) {
+            sim_link_add(&m, 0, 1);
+        } else { /* a chain through the relay, sometimes a triangle */
+            sim_link_add(&m, 0, 1);
+            sim_link_add(&m, 2, 1);
+            if (sim_rand(&m) % 2) {
+                sim_link_add(&m, 0, 2);
+            }
+        }
+        int writes = 10 + (int)(sim_rand(&m) % 40);
+        for (int i = 0; i < writes; i++) {
+            sim_write(&m, (int)(sim_rand(&m) % (uint64_t)nn));
+            int steps = (int)(sim_rand(&m) % 20);
+            for (int s = 0; s < steps; s++) {
+                sim_step(&m);
+            }
+            if (sim_rand(&m) % 10 == 0) {
+                int li = (int)(sim_rand(&m) % (uint64_t)m.nlinks);
+                sim_link_enable(&m, li, !m.link[li].enabled);
+            }
+        }
+        m.cut_per_mille = m.dup_per_mille = m.reorder_per_mille = 0;
+        for (int li = 0; li < m.nlinks; li++) {
+            sim_link_enable(&m, li, true);
+        }
+        cr_assert(sim_run(&m, 200000), "case %u: no quiet state [seed %llu]", k,
+                  (unsigned long long)m.seed);
+        for (int i = 1; i < nn; i++) {
+            cr_assert(sim_same(&m, 0, i), "case %u: stores 0 and %d differ [seed %llu]", k, i,
+                      (unsigned long long)m.seed);
+            weft_vv *x = sim_vv(&m, 0), *y = sim_vv(&m, i);
+            cr_assert(sim_vv_eq(x, y), "case %u: vectors differ [seed %llu]", k,
+                      (unsigned long long)m.seed);
+            weft_vv_destroy(&x);
+            weft_vv_destroy(&y);
+        }
+        for (int li = 0; li < m.nlinks; li++) {
+            cr_assert_leq(m.link[li].max_inflight, m.cfg.window);
+            if (getenv("SIM_DEBUG")) {
+                weft_info inf;
+                weft_store_info(m.node[0].s, &inf);
+                fprintf(stderr,
+                        "case %u link %d: sessions %llu errors %llu ops %llu steps %llu now %llu\n",
+                        k, li, (unsigned long long)m.link[li].sessions,
+                        (unsigned long long)m.link[li].errors, (unsigned long long)inf.ops,
+                        (unsigned long long)m.steps, (unsigned long long)m.now);
+            }
+        }
+        sim_destroy(&m);
+    }
+}
