@@ -232,8 +232,8 @@ static int close_with(weft__session *ss, int code, bool from_peer, uint64_t now,
     return weft__err(code, "%s", msg);
 }
 
-/* Persist the status on reaching LIVE (last sync, syncs, duration). */
-static int persist_live(weft__session *ss, uint64_t now, bool first)
+/* Persist the status on the session's first LIVE (last sync, syncs, duration). */
+static int persist_live(weft__session *ss, uint64_t now)
 {
     weft_txn *t = NULL;
     weft_peer_status st;
@@ -245,10 +245,8 @@ static int persist_live(weft__session *ss, uint64_t now, bool first)
         st.updated_ms = wall;
         st.clock_offset_ms = ss->stats.clock_offset_ms;
         st.skewed = ss->skewed ? 1 : 0;
-        if (first) {
-            st.syncs++;
-            st.last_duration_ms = now - ss->stats.started_ms;
-        }
+        st.syncs++;
+        st.last_duration_ms = now - ss->stats.started_ms;
         if ((rc = weft__peer_status_put(t, ss->cfg.peer_key, &st)) == 0) {
             rc = weft_txn_commit(&t);
         }
@@ -274,12 +272,15 @@ static int update_state(weft__session *ss, uint64_t now)
         st = WEFT_PEER_PUSHING;
     }
     if (st == WEFT_PEER_LIVE && ss->state != WEFT_PEER_LIVE) {
-        bool first = !ss->reached_live;
-        if (first) {
+        /* Only the session's first LIVE is committed here (syncs, duration):
+         * later returns to LIVE after each live push would cost a durable
+         * commit per push; the engine persists the status on its 1 s tick. */
+        int rc = 0;
+        if (!ss->reached_live) {
             ss->reached_live = true;
             ss->stats.caught_up_ms = now;
+            rc = persist_live(ss, now);
         }
-        int rc = persist_live(ss, now, first);
         if (rc != 0) {
             return close_with(ss, rc, false, now, "persisting the peer status: %s",
                               weft_last_error());
