@@ -1,9 +1,10 @@
 /* cli.h - what the files of the `weft` command share: exit codes, error
  * printing, the JSON <-> msgpack value mapping, hex, base64 and time text.
  *
- * The command is built from four files: main.c (arguments, store directory,
- * dispatch), cmds.c (one function per command), xfer.c (export and import)
- * and json.c (value mapping and text helpers). It uses only the public API
+ * The command is built from five files: main.c (arguments, store directory,
+ * dispatch), cmds.c (one function per command), xfer.c (export and import),
+ * sync.c (identity, peers, the `serve` daemon, `sync`, the peers section of
+ * `status`) and json.c (value mapping and text helpers). It uses only the public API
  * <weft/weft.h>, jansson and msgpack-c, as LMDB's tools use only lmdb.h.
  *
  * Invariants:
@@ -40,12 +41,25 @@
 #define WEFT_CLI_TIME       40          /* "2024-05-01T12:34:56.789Z" and a NUL, with room */
 /* clang-format on */
 
+/* Options a command may accept (command table in main.c). */
+enum {
+    WEFT_CLI_OPT_JSON = 1u << 0,    /* --json */
+    WEFT_CLI_OPT_ADDR = 1u << 1,    /* --addr ENDPOINT */
+    WEFT_CLI_OPT_LISTEN = 1u << 2,  /* --listen ENDPOINT */
+    WEFT_CLI_OPT_RELAY = 1u << 3,   /* --relay */
+    WEFT_CLI_OPT_TIMEOUT = 1u << 4, /* --timeout SECONDS */
+};
+
 /** What main.c parsed: the store directory and the command's arguments. */
 typedef struct weft_cli {
     const char *dir; /* the store directory (resolved), borrowed from argv/env */
     int json;        /* --json given */
     int argc;        /* positional arguments after the command name */
     char **argv;
+    const char *addr;   /* --addr, or NULL; borrowed from argv */
+    const char *listen; /* --listen, or NULL; borrowed from argv */
+    int relay;          /* --relay given */
+    double timeout_s;   /* --timeout, or 0 when not given */
 } weft_cli;
 
 /* ---- errors (main.c) ---- */
@@ -59,6 +73,12 @@ int weft__cli_weft_fail(int rc, const char *fmt, ...) WEFT_CLI_PRINTF(2, 3);
 /** Open the store in cli->dir (not creating it). Prints the error and
  * returns WEFT_CLI_FAIL on failure. */
 int weft__cli_open(const weft_cli *cli, weft_store **out);
+/** Store options for this process: defaults, plus the test hook
+ * WEFT_CLOCK_OFFSET_MS (signed ms added to the wall clock, docs/cli.md).
+ * 0, or WEFT_CLI_USAGE with the error printed when the variable is malformed. */
+int weft__cli_options(weft_options *opt);
+/** This process's wall clock in ms since the epoch, WEFT_CLOCK_OFFSET_MS included. */
+uint64_t weft__cli_now_ms(void);
 /** Flush stdout; on failure print the error and return WEFT_CLI_FAIL. */
 int weft__cli_flush(void);
 
@@ -76,6 +96,22 @@ int weft__cli_log(const weft_cli *cli);
 int weft__cli_status(const weft_cli *cli);
 int weft__cli_export(const weft_cli *cli);
 int weft__cli_import(const weft_cli *cli);
+int weft__cli_id(const weft_cli *cli);    /* sync.c */
+int weft__cli_peer(const weft_cli *cli);  /* sync.c: peer add|ls|rm */
+int weft__cli_serve(const weft_cli *cli); /* sync.c */
+int weft__cli_sync(const weft_cli *cli);  /* sync.c */
+
+/* ---- peers (sync.c), for `status` and `peer ls` ---- */
+
+/** Read every peer's persisted status into a new array (caller frees with
+ * free()); *n receives the count. Prints the error and returns WEFT_CLI_FAIL
+ * on failure. */
+int weft__cli_peers_load(weft_store *s, weft_peer_status **out, size_t *n);
+/** The JSON object describing one peer (docs/cli.md), or NULL on OOM. */
+json_t *weft__cli_peer_json(const weft_peer_status *p);
+/** Print the human lines describing @p n peers (the peers section of
+ * `status`, and `peer ls`). */
+void weft__cli_peers_print(const weft_peer_status *p, size_t n);
 
 /* ---- values (json.c) ---- */
 

@@ -1,5 +1,6 @@
 /* cmds.c - the commands that read and write entities: init, put, get, ls,
- * del, inc, tag, conflicts, resolve, log, status.
+ * del, inc, tag, conflicts, resolve, log, status (whose peers section comes
+ * from sync.c).
  *
  * Every command parses and checks its arguments before it opens the store
  * (a usage error exits 2 whatever the store's state), then runs in one
@@ -190,7 +191,10 @@ int weft__cli_init(const weft_cli *cli)
         return weft__cli_fail(WEFT_CLI_FAIL, "init: create %s: %s", cli->dir, strerror(errno));
     }
     weft_options opt;
-    weft_options_init(&opt);
+    int ost = weft__cli_options(&opt);
+    if (ost != WEFT_CLI_OK) {
+        return ost;
+    }
     opt.flags |= WEFT_OPEN_CREATE | WEFT_OPEN_EXCL; /* another init may race us */
     int rc = weft_store_open(cli->dir, &opt, &s);
     if (rc == WEFT_EEXIST) {
@@ -787,7 +791,8 @@ int weft__cli_log(const weft_cli *cli)
 
 /* ================================================================ status */
 
-static int status_txn(weft_txn *t, const weft_cli *cli, const weft_info *ip)
+static int status_txn(weft_txn *t, const weft_cli *cli, const weft_info *ip,
+                      const weft_peer_status *peers, size_t npeers)
 {
     weft_info info = *ip;
     weft_vv *vv = NULL;
@@ -834,18 +839,28 @@ static int status_txn(weft_txn *t, const weft_cli *cli, const weft_info *ip)
             status = weft__cli_fail(WEFT_CLI_FAIL, "status: out of memory");
         }
     }
+    json_t *pj = json_array();
+    for (size_t i = 0; i < npeers && status == WEFT_CLI_OK && cli->json; i++) {
+        if (!pj || json_array_append_new(pj, weft__cli_peer_json(&peers[i])) != 0) {
+            status = weft__cli_fail(WEFT_CLI_FAIL, "status: out of memory");
+        }
+    }
     if (status == WEFT_CLI_OK && cli->json) {
-        json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:I,s:I,s:O}", "dir",
+        json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:I,s:I,s:O,s:O}", "dir",
                                 cli->dir, "device", dev, "store_id", sid, "public_key", pk,
                                 "schema", (json_int_t)info.schema, "ops", (json_int_t)info.ops,
                                 "conflicts", (json_int_t)info.conflicts, "last_hlc", last,
                                 "last_time", when, "map_bytes", (json_int_t)info.map_size,
-                                "used_bytes", (json_int_t)info.used_bytes, "vv", vj);
+                                "used_bytes", (json_int_t)info.used_bytes, "vv", vj, "peers", pj);
         if (print_json(doc, "\n") != 0) {
             status = weft__cli_fail(WEFT_CLI_FAIL, "status: out of memory");
         }
         json_decref(doc);
+    } else if (status == WEFT_CLI_OK) {
+        printf("peers (%zu)\n", npeers);
+        weft__cli_peers_print(peers, npeers);
     }
+    json_decref(pj);
     json_decref(vj);
     weft_vv_destroy(&vv);
     return status;
@@ -859,17 +874,22 @@ int weft__cli_status(const weft_cli *cli)
     if (status != WEFT_CLI_OK) {
         return status;
     }
-    /* Info first: the store may read it in a transaction of its own. */
+    /* Info and peers first: the store reads them in transactions of its own. */
     weft_info info;
+    weft_peer_status *peers = NULL;
+    size_t npeers = 0;
     int rc = weft_store_info(s, &info);
     if (rc != 0) {
         status = weft__cli_weft_fail(rc, "status");
+    } else if ((status = weft__cli_peers_load(s, &peers, &npeers)) != WEFT_CLI_OK) {
+        /* printed */
     } else if ((rc = weft_txn_begin(s, WEFT_TXN_RDONLY, &t)) != 0) {
         status = weft__cli_weft_fail(rc, "begin transaction");
     } else {
-        status = status_txn(t, cli, &info);
+        status = status_txn(t, cli, &info, peers, npeers);
         weft_txn_abort(&t);
     }
+    free(peers);
     weft_store_close(&s);
     return status;
 }

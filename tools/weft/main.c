@@ -1,9 +1,11 @@
 /* main.c - the `weft` command: global options, the store directory, command
- * dispatch, and the one-line error convention.
+ * dispatch, the clock test hook, and the one-line error convention.
  *
  * Arguments are read in one pass: words starting with "--" are options
- * (--dir DIR or --dir=DIR, --json, --help, --version; "--" ends them), "-h"
+ * (--dir DIR or --dir=DIR, --json, --help, --version, and the sync options
+ * --addr, --listen, --timeout taking a value, --relay; "--" ends them), "-h"
  * is --help, every other word is positional (so `weft inc c e n -5` works).
+ * Each command lists the options it accepts; any other is a usage error.
  * The first positional word names the command. Usage errors are found before
  * the store is opened, so a bad command line exits 2 whatever the store's
  * state. The store directory is --dir, else $WEFT_DIR, else
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <weft/weft.h>
 
@@ -44,13 +47,23 @@ static const char usage_text[] =
     "  log                            the op log, oldest first\n"
     "  export                         write the op log as JSON lines to stdout\n"
     "  import                         apply JSON lines from stdin (all or nothing)\n"
-    "  status                         device, store and log facts\n"
+    "  status                         device, store and log facts, and peers\n"
+    "\n"
+    "sync:\n"
+    "  id [--addr ENDPOINT]           print this device's card (to give to peers)\n"
+    "  peer add NAME CARD [--addr ENDPOINT] [--relay]\n"
+    "                                 trust a peer (its card from its 'weft id')\n"
+    "  peer ls                        trusted peers: state, pending ops, last sync\n"
+    "  peer rm NAME                   stop trusting a peer\n"
+    "  serve [--listen ENDPOINT] [--relay]\n"
+    "                                 run the sync daemon in the foreground\n"
+    "  sync NAME [--timeout SECONDS]  sync once with a peer; exit 0 when caught up\n"
     "  help                           this text\n"
     "\n"
     "options:\n"
     "  --dir DIR    store directory (default: $WEFT_DIR, $XDG_DATA_HOME/weft,\n"
     "               $HOME/.local/share/weft)\n"
-    "  --json       machine-readable output (get, ls, conflicts, log, status)\n"
+    "  --json       machine-readable output (get, ls, conflicts, log, status, peer ls)\n"
     "  --help       this text;  --version  the version\n"
     "\n"
     "Values are JSON: title='\"Hello\"' pinned=true n=3 x=1.5 (see docs/cli.md).\n"
@@ -61,25 +74,50 @@ typedef struct command {
     const char *name;
     int (*run)(const weft_cli *cli);
     int min_args, max_args; /* positional arguments after the name; -1: no maximum */
-    int json;               /* accepts --json */
+    unsigned opts;          /* WEFT_CLI_OPT_* it accepts */
     const char *usage;
 } command;
 
 /* clang-format off */
+#define J  WEFT_CLI_OPT_JSON
+#define AD WEFT_CLI_OPT_ADDR
+#define LI WEFT_CLI_OPT_LISTEN
+#define RE WEFT_CLI_OPT_RELAY
+#define TI WEFT_CLI_OPT_TIMEOUT
 static const command commands[] = {
-    {"init",      weft__cli_init,      0, 0,  0, "weft init"},
-    {"put",       weft__cli_put,       3, -1, 0, "weft put COLL ID FIELD=JSON..."},
-    {"get",       weft__cli_get,       2, 2,  1, "weft get COLL ID [--json]"},
-    {"ls",        weft__cli_ls,        1, 1,  1, "weft ls COLL [--json]"},
-    {"del",       weft__cli_del,       2, 2,  0, "weft del COLL ID"},
-    {"inc",       weft__cli_inc,       3, 4,  0, "weft inc COLL ID FIELD [N]"},
-    {"tag",       weft__cli_tag,       5, 5,  0, "weft tag add|rm COLL ID FIELD VALUE"},
-    {"conflicts", weft__cli_conflicts, 0, 0,  1, "weft conflicts [--json]"},
-    {"resolve",   weft__cli_resolve,   3, 3,  0, "weft resolve COLL ID FIELD=JSON"},
-    {"log",       weft__cli_log,       0, 0,  1, "weft log [--json]"},
-    {"export",    weft__cli_export,    0, 0,  0, "weft export > FILE"},
-    {"import",    weft__cli_import,    0, 0,  0, "weft import < FILE"},
-    {"status",    weft__cli_status,    0, 0,  1, "weft status [--json]"},
+    {"init",      weft__cli_init,      0, 0,  0,  "weft init"},
+    {"put",       weft__cli_put,       3, -1, 0,  "weft put COLL ID FIELD=JSON..."},
+    {"get",       weft__cli_get,       2, 2,  J,  "weft get COLL ID [--json]"},
+    {"ls",        weft__cli_ls,        1, 1,  J,  "weft ls COLL [--json]"},
+    {"del",       weft__cli_del,       2, 2,  0,  "weft del COLL ID"},
+    {"inc",       weft__cli_inc,       3, 4,  0,  "weft inc COLL ID FIELD [N]"},
+    {"tag",       weft__cli_tag,       5, 5,  0,  "weft tag add|rm COLL ID FIELD VALUE"},
+    {"conflicts", weft__cli_conflicts, 0, 0,  J,  "weft conflicts [--json]"},
+    {"resolve",   weft__cli_resolve,   3, 3,  0,  "weft resolve COLL ID FIELD=JSON"},
+    {"log",       weft__cli_log,       0, 0,  J,  "weft log [--json]"},
+    {"export",    weft__cli_export,    0, 0,  0,  "weft export > FILE"},
+    {"import",    weft__cli_import,    0, 0,  0,  "weft import < FILE"},
+    {"status",    weft__cli_status,    0, 0,  J,  "weft status [--json]"},
+    {"id",        weft__cli_id,        0, 0,  AD, "weft id [--addr ENDPOINT]"},
+    {"peer",      weft__cli_peer,      1, 3,  J | AD | RE,
+     "weft peer add NAME CARD [--addr ENDPOINT] [--relay] | peer ls [--json] | peer rm NAME"},
+    {"serve",     weft__cli_serve,     0, 0,  LI | RE, "weft serve [--listen ENDPOINT] [--relay]"},
+    {"sync",      weft__cli_sync,      1, 1,  TI, "weft sync NAME [--timeout SECONDS]"},
+};
+#undef J
+#undef AD
+#undef LI
+#undef RE
+#undef TI
+
+/* The options that take a value, and their bits. */
+static const struct {
+    const char *name;
+    unsigned bit;
+} valued[] = {
+    {"--addr", WEFT_CLI_OPT_ADDR},
+    {"--listen", WEFT_CLI_OPT_LISTEN},
+    {"--timeout", WEFT_CLI_OPT_TIMEOUT},
 };
 /* clang-format on */
 
@@ -122,7 +160,12 @@ int weft__cli_open(const weft_cli *cli, weft_store **out)
     if (stat(cli->dir, &st) != 0 && errno == ENOENT) {
         return weft__cli_fail(WEFT_CLI_FAIL, "no weft store in %s; run 'weft init'", cli->dir);
     }
-    int rc = weft_store_open(cli->dir, NULL, out);
+    weft_options opt;
+    int status = weft__cli_options(&opt);
+    if (status != WEFT_CLI_OK) {
+        return status;
+    }
+    int rc = weft_store_open(cli->dir, &opt, out);
     if (rc == WEFT_ENOSTORE) {
         return weft__cli_fail(WEFT_CLI_FAIL, "no weft store in %s; run 'weft init'", cli->dir);
     }
@@ -137,6 +180,46 @@ int weft__cli_open(const weft_cli *cli, weft_store **out)
     return WEFT_CLI_OK;
 }
 
+/* WEFT_CLOCK_OFFSET_MS, parsed once. */
+static int64_t clock_offset_ms;
+
+static uint64_t offset_now(void *user)
+{
+    (void)user;
+    return weft__cli_now_ms();
+}
+
+uint64_t weft__cli_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + clock_offset_ms;
+    return ms > 0 ? (uint64_t)ms : 0;
+}
+
+int weft__cli_options(weft_options *opt)
+{
+    weft_options_init(opt);
+    const char *e = getenv("WEFT_CLOCK_OFFSET_MS");
+    if (!e || !*e) {
+        return WEFT_CLI_OK;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(e, &end, 10);
+    /* Bounded to +-10 years, so the shifted clock stays a sane HLC. */
+    if (errno != 0 || *end != '\0' || v > 315360000000LL || v < -315360000000LL) {
+        return weft__cli_fail(WEFT_CLI_USAGE,
+                              "WEFT_CLOCK_OFFSET_MS='%s' is not a signed number of milliseconds "
+                              "within 10 years",
+                              e);
+    }
+    clock_offset_ms = (int64_t)v;
+    opt->now_ms = offset_now;
+    opt->now_user = NULL;
+    return WEFT_CLI_OK;
+}
+
 int weft__cli_flush(void)
 {
     if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -145,6 +228,44 @@ int weft__cli_flush(void)
         return weft__cli_fail(WEFT_CLI_FAIL, "write output: %s", strerror(e ? e : EIO));
     }
     return WEFT_CLI_OK;
+}
+
+/* If @p a is one of the options taking a value ("--addr X" or "--addr=X"),
+ * store the value and return 1 (with *status set on a missing value). */
+static int valued_opt(const char *a, int argc, char **argv, int *i, const char **vals,
+                      unsigned *given, int *status)
+{
+    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) {
+        size_t n = strlen(valued[k].name);
+        if (strncmp(a, valued[k].name, n) != 0 || (a[n] != '\0' && a[n] != '=')) {
+            continue;
+        }
+        const char *v = a[n] == '=' ? a + n + 1 : (*i + 1 < argc ? argv[++*i] : NULL);
+        if (!v || !*v) {
+            *status = weft__cli_fail(WEFT_CLI_USAGE, "%s needs a value", valued[k].name);
+        }
+        vals[k] = v;
+        *given |= valued[k].bit;
+        return 1;
+    }
+    return 0;
+}
+
+/* Name of the first option bit in @p bits, for "unknown flag" errors. */
+static const char *opt_name(unsigned bits)
+{
+    if (bits & WEFT_CLI_OPT_JSON) {
+        return "--json";
+    }
+    if (bits & WEFT_CLI_OPT_RELAY) {
+        return "--relay";
+    }
+    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) {
+        if (bits & valued[k].bit) {
+            return valued[k].name;
+        }
+    }
+    return "?";
 }
 
 /* The store directory: --dir, $WEFT_DIR, $XDG_DATA_HOME/weft, $HOME/.local/share/weft.
@@ -172,7 +293,9 @@ static const char *store_dir(const char *opt, char *buf, size_t cap)
 int main(int argc, char **argv)
 {
     const char *dir_opt = NULL, *cmd_name = NULL;
-    int json = 0, help = 0, version = 0, nargs = 0;
+    const char *vals[sizeof valued / sizeof valued[0]] = {NULL};
+    int json = 0, relay = 0, help = 0, version = 0, nargs = 0;
+    unsigned given = 0;
     char **args = calloc((size_t)argc + 1, sizeof *args);
     if (!args) {
         return weft__cli_fail(WEFT_CLI_FAIL, "out of memory");
@@ -191,6 +314,12 @@ int main(int argc, char **argv)
             opts_done = 1;
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
+            given |= WEFT_CLI_OPT_JSON;
+        } else if (strcmp(a, "--relay") == 0) {
+            relay = 1;
+            given |= WEFT_CLI_OPT_RELAY;
+        } else if (valued_opt(a, argc, argv, &i, vals, &given, &status)) {
+            /* handled */
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             help = 1;
         } else if (strcmp(a, "--version") == 0) {
@@ -245,13 +374,32 @@ int main(int argc, char **argv)
         return weft__cli_fail(WEFT_CLI_USAGE, "%s: %s arguments (usage: %s)", cmd->name,
                               nargs < cmd->min_args ? "missing" : "too many", cmd->usage);
     }
-    if (json && !cmd->json) {
+    if (given & ~cmd->opts) {
         free(args);
-        return weft__cli_fail(WEFT_CLI_USAGE, "%s: unknown flag '--json' (usage: %s)", cmd->name,
-                              cmd->usage);
+        return weft__cli_fail(WEFT_CLI_USAGE, "%s: unknown flag '%s' (usage: %s)", cmd->name,
+                              opt_name(given & ~cmd->opts), cmd->usage);
+    }
+    double timeout_s = 0;
+    if (vals[2]) {
+        char *end;
+        errno = 0;
+        timeout_s = strtod(vals[2], &end);
+        if (errno != 0 || *end != '\0' || !(timeout_s > 0 && timeout_s <= 86400.0)) {
+            free(args);
+            return weft__cli_fail(WEFT_CLI_USAGE,
+                                  "%s: --timeout '%s' is not a number of seconds in (0, 86400]",
+                                  cmd->name, vals[2]);
+        }
     }
     char dirbuf[4096];
-    weft_cli cli = {store_dir(dir_opt, dirbuf, sizeof dirbuf), json, nargs, args};
+    weft_cli cli = {store_dir(dir_opt, dirbuf, sizeof dirbuf),
+                    json,
+                    nargs,
+                    args,
+                    vals[0],
+                    vals[1],
+                    relay,
+                    timeout_s};
     if (!cli.dir) {
         free(args);
         return weft__cli_fail(WEFT_CLI_FAIL,

@@ -1,0 +1,1012 @@
+/* test_net.c - sync between processes: the built `weft` binary run as
+ * daemons (`weft serve`, also as a relay) and one-shot syncs (`weft sync`)
+ * on loopback, checked through the command's --json output.
+ *
+ * Each test gets its own temporary directory (under /dev/shm when it exists)
+ * holding its stores and the logs of the processes it starts. Background
+ * processes are recorded in a table and SIGKILLed in the suite's fini, so a
+ * failing assertion leaves nothing running. Foreground runs are killed after
+ * RUN_TIMEOUT_S. Ports come from binding port 0 on 127.0.0.1 and releasing
+ * it. Large stores are filled through the public API in the test process
+ * (one transaction), the rest through the command. The malformed-message
+ * test speaks CURVE with libzmq directly, as a trusted but misbehaving peer.
+ *
+ * Invariants:
+ *   1. Every process a test starts is dead when the test ends (fini).
+ *   2. Tests share nothing: stores, logs and ports are per test.
+ * Thread-safety: criterion runs each test in its own process; nothing here
+ * is shared between threads.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <weft/weft.h>
+
+extern char **environ;
+
+#define WEFT_BIN      WEFT_TEST_BIN_DIR "/tools/weft"
+#define RUN_TIMEOUT_S 40
+#define ARGS_MAX      32
+#define PROCS_MAX     16
+#define BIG_OPS       20000 /* ops in the interrupted-sync tests */
+#define BATCH_OPS     1024  /* protocol.md: ops per OPS message */
+#define HOUR_MS       "3600000"
+
+/* ================================================================ harness */
+
+static char root[256];
+
+typedef struct bgproc {
+    pid_t pid;
+    char log[512];
+} bgproc;
+
+static bgproc procs[PROCS_MAX];
+static int nprocs;
+
+static void rm_rf(const char *p)
+{
+    struct stat st;
+    if (lstat(p, &st) != 0) {
+        return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(p);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+                char sub[1024];
+                snprintf(sub, sizeof sub, "%s/%s", p, e->d_name);
+                rm_rf(sub);
+            }
+        }
+        if (d) {
+            closedir(d);
+        }
+        rmdir(p);
+    } else {
+        unlink(p);
+    }
+}
+
+static void setup(void)
+{
+    struct stat st;
+    const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
+    snprintf(root, sizeof root, "%s/weft-net-XXXXXX", base);
+    cr_assert_not_null(mkdtemp(root), "mkdtemp: %s", strerror(errno));
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < nprocs; i++) {
+        if (procs[i].pid > 0) {
+            kill(procs[i].pid, SIGKILL);
+            waitpid(procs[i].pid, NULL, 0);
+            procs[i].pid = 0;
+        }
+    }
+    if (!getenv("WEFT_TEST_KEEP")) {
+        rm_rf(root);
+    }
+}
+
+TestSuite(net, .init = setup, .fini = teardown, .timeout = 150);
+
+/* A path in this test's directory; kept for the whole test (ring of 64). */
+static const char *path(const char *name)
+{
+    static char bufs[64][512];
+    static int next;
+    char *b = bufs[next++ % 64];
+    snprintf(b, 512, "%s/%s", root, name);
+    return b;
+}
+
+static char *slurp(const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        return strdup("");
+    }
+    size_t cap = 4096, n = 0, got;
+    char *buf = malloc(cap);
+    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void nap_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* Spawn the binary: `weft --dir DIR args...` with stdin /dev/null (or @p in),
+ * stdout to @p out, stderr to @p err, WEFT_CLOCK_OFFSET_MS=@p offset if not
+ * NULL. */
+static pid_t spawn(const char *offset, const char *in, const char *out, const char *err,
+                   char **args)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, in ? in : "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (offset) {
+        setenv("WEFT_CLOCK_OFFSET_MS", offset, 1);
+    } else {
+        unsetenv("WEFT_CLOCK_OFFSET_MS");
+    }
+    pid_t pid;
+    int rc = posix_spawn(&pid, WEFT_BIN, &fa, NULL, args, environ);
+    unsetenv("WEFT_CLOCK_OFFSET_MS");
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "posix_spawn %s: %s", WEFT_BIN, strerror(rc));
+    return pid;
+}
+
+static int collect_args(char **args, const char *dir, va_list ap)
+{
+    int n = 0;
+    args[n++] = (char *)WEFT_BIN;
+    args[n++] = (char *)"--dir";
+    args[n++] = (char *)dir;
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < ARGS_MAX - 1) {
+        args[n++] = (char *)a;
+    }
+    args[n] = NULL;
+    return n;
+}
+
+typedef struct run_result {
+    int status; /* exit code; 128 + signal if killed */
+    char *out, *err;
+} run_result;
+
+static int wait_exit(pid_t pid, long timeout_ms)
+{
+    int ws = 0;
+    uint64_t t0 = now_ms();
+    for (;;) {
+        pid_t w = waitpid(pid, &ws, WNOHANG);
+        if (w == pid) {
+            break;
+        }
+        if ((long)(now_ms() - t0) > timeout_ms) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &ws, 0);
+            return -1;
+        }
+        nap_ms(2);
+    }
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+}
+
+/* Run `weft --dir DIR args... NULL` in the foreground, clock shifted by
+ * @p offset (NULL: not shifted). */
+static run_result runo(const char *offset, const char *dir, ...)
+{
+    char *args[ARGS_MAX];
+    va_list ap;
+    va_start(ap, dir);
+    collect_args(args, dir, ap);
+    va_end(ap);
+    const char *o = path(".out"), *e = path(".err");
+    pid_t pid = spawn(offset, NULL, o, e, args);
+    run_result r;
+    r.status = wait_exit(pid, RUN_TIMEOUT_S * 1000L);
+    cr_assert_neq(r.status, -1, "weft %s %s did not finish within %d s", args[3],
+                  args[4] ? args[4] : "", RUN_TIMEOUT_S);
+    r.out = slurp(o);
+    r.err = slurp(e);
+    return r;
+}
+
+static void run_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+#define RUN(dir, ...)      runo(NULL, dir, __VA_ARGS__, NULL)
+#define OK(dir, ...)       ok_check(runo(NULL, dir, __VA_ARGS__, NULL), #__VA_ARGS__)
+#define OKO(off, dir, ...) ok_check(runo(off, dir, __VA_ARGS__, NULL), #__VA_ARGS__)
+
+/* Expect exit 0; return stdout (caller frees). */
+static char *ok_check(run_result r, const char *what)
+{
+    cr_assert_eq(r.status, 0, "weft %s exited %d: %s", what, r.status, r.err);
+    free(r.err);
+    return r.out;
+}
+
+static json_t *parse(const char *text)
+{
+    json_error_t e;
+    json_t *j = json_loads(text, 0, &e);
+    cr_assert_not_null(j, "not JSON (%s): %s", e.text, text);
+    return j;
+}
+
+#define OKJ(dir, ...) okj(OK(dir, __VA_ARGS__, "--json"))
+
+static json_t *okj(char *out)
+{
+    json_t *j = parse(out);
+    free(out);
+    return j;
+}
+
+/* Start `weft --dir DIR args...` in the background, its stderr and stdout in
+ * <root>/<name>.log. Returns the slot. */
+static int bg(const char *name, const char *offset, const char *dir, ...)
+{
+    cr_assert_lt(nprocs, PROCS_MAX);
+    char *args[ARGS_MAX];
+    va_list ap;
+    va_start(ap, dir);
+    collect_args(args, dir, ap);
+    va_end(ap);
+    bgproc *p = &procs[nprocs];
+    snprintf(p->log, sizeof p->log, "%s/%s.log", root, name);
+    char outp[600];
+    snprintf(outp, sizeof outp, "%s/%s.out", root, name);
+    p->pid = spawn(offset, NULL, outp, p->log, args);
+    return nprocs++;
+}
+
+/* Wait until the log of @p slot contains @p needle; fail after @p ms. */
+static void wait_log(int slot, const char *needle, long ms)
+{
+    uint64_t t0 = now_ms();
+    for (;;) {
+        char *log = slurp(procs[slot].log);
+        int found = strstr(log, needle) != NULL;
+        if (found) {
+            free(log);
+            return;
+        }
+        int st;
+        pid_t w = waitpid(procs[slot].pid, &st, WNOHANG);
+        if (w == procs[slot].pid) {
+            procs[slot].pid = 0;
+            cr_assert_fail("process %d exited before logging '%s': %s", slot, needle, log);
+        }
+        if ((long)(now_ms() - t0) > ms) {
+            cr_assert_fail("no '%s' in the log within %ld ms: %s", needle, ms, log);
+        }
+        free(log);
+        nap_ms(20);
+    }
+}
+
+/* Send @p sig to a background process and wait for it; its exit status. */
+static int stop(int slot, int sig)
+{
+    cr_assert_gt(procs[slot].pid, 0, "process %d is not running", slot);
+    kill(procs[slot].pid, sig);
+    int st = wait_exit(procs[slot].pid, 20000);
+    procs[slot].pid = 0;
+    return st;
+}
+
+static int alive(int slot)
+{
+    return procs[slot].pid > 0 && waitpid(procs[slot].pid, NULL, WNOHANG) == 0;
+}
+
+/* A free TCP port on 127.0.0.1 (bound, read, released). */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static const char *endpoint(void)
+{
+    static char bufs[8][64];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, 64, "tcp://127.0.0.1:%d", free_port());
+    return b;
+}
+
+/* A path in this test's directory that is never reused (16 per test). */
+static const char *kpath(const char *name)
+{
+    static char bufs[16][512];
+    static int next;
+    cr_assert_lt(next, 16, "too many kept paths");
+    char *b = bufs[next++];
+    snprintf(b, 512, "%s/%s", root, name);
+    return b;
+}
+
+/* Create a store named @p name (clock shifted by @p offset); its path. */
+static const char *store(const char *name, const char *offset)
+{
+    const char *d = kpath(name);
+    free(OKO(offset, d, "init"));
+    return d;
+}
+
+/* The card of store @p dir (with @p addr when not NULL); caller frees. */
+static char *card(const char *dir, const char *addr)
+{
+    char *out = addr ? OK(dir, "id", "--addr", addr) : OK(dir, "id");
+    out[strcspn(out, "\n")] = '\0';
+    cr_assert_eq(strncmp(out, "weft1:", 6), 0, "not a card: %s", out);
+    return out;
+}
+
+/* Make @p a trust @p b under @p bname (at @p baddr, as a relay if @p relay). */
+static void trust(const char *a, const char *bname, const char *b, const char *baddr, int relay)
+{
+    char *c = card(b, NULL);
+    if (baddr && relay) {
+        free(OK(a, "peer", "add", bname, c, "--addr", baddr, "--relay"));
+    } else if (baddr) {
+        free(OK(a, "peer", "add", bname, c, "--addr", baddr));
+    } else if (relay) {
+        free(OK(a, "peer", "add", bname, c, "--relay"));
+    } else {
+        free(OK(a, "peer", "add", bname, c));
+    }
+    free(c);
+}
+
+/* `weft serve` on @p dir listening on @p ep, waited for until it logs. */
+static int serve(const char *name, const char *offset, const char *dir, const char *ep, int relay)
+{
+    int slot = relay ? bg(name, offset, dir, "serve", "--listen", ep, "--relay", NULL)
+                     : bg(name, offset, dir, "serve", "--listen", ep, NULL);
+    wait_log(slot, "serving", 10000);
+    return slot;
+}
+
+/* The replica's visible state as one comparable string: notes, conflicts,
+ * version vector. Caller frees. */
+static char *state(const char *dir)
+{
+    json_t *ls = OKJ(dir, "ls", "notes");
+    json_t *cf = OKJ(dir, "conflicts");
+    json_t *st = OKJ(dir, "status");
+    json_t *all =
+        json_pack("{s:o,s:o,s:O}", "ls", ls, "conflicts", cf, "vv", json_object_get(st, "vv"));
+    json_decref(st);
+    char *s = json_dumps(all, JSON_SORT_KEYS | JSON_COMPACT);
+    json_decref(all);
+    return s;
+}
+
+static void same_state(const char *a, const char *b)
+{
+    char *sa = state(a), *sb = state(b);
+    cr_assert_str_eq(sa, sb, "replicas differ:\n%s\n%s", sa, sb);
+    free(sa);
+    free(sb);
+}
+
+static json_int_t status_int(const char *dir, const char *key)
+{
+    json_t *st = OKJ(dir, "status");
+    json_int_t v = json_integer_value(json_object_get(st, key));
+    json_decref(st);
+    return v;
+}
+
+/* The peer named @p name in `peer ls --json` of @p dir (caller decrefs). */
+static json_t *peer_of(const char *dir, const char *name)
+{
+    json_t *pl = OKJ(dir, "peer", "ls");
+    json_t *peers = json_object_get(pl, "peers"), *p;
+    size_t i;
+    json_array_foreach(peers, i, p)
+    {
+        if (strcmp(json_string_value(json_object_get(p, "name")), name) == 0) {
+            json_incref(p);
+            json_decref(pl);
+            return p;
+        }
+    }
+    cr_assert_fail("no peer %s in %s", name, dir);
+    return NULL;
+}
+
+/* Write @p n ops (notes big-<i>, field v, a ~100-byte string) through the API. */
+static void fill(const char *dir, int n)
+{
+    weft_store *s = NULL;
+    cr_assert_eq(weft_store_open(dir, NULL, &s), 0, "%s", weft_last_error());
+    weft_txn *t = NULL;
+    cr_assert_eq(weft_txn_begin(s, 0, &t), 0);
+    char id[32], val[128];
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "big-%06d", i);
+        snprintf(val, sizeof val,
+                 "op %06d of a large backlog, padded to about a hundred bytes "
+                 "so batches are cut by count",
+                 i);
+        cr_assert_eq(weft_set_str(t, "bulk", id, "v", val), 0, "%s", weft_last_error());
+    }
+    cr_assert_eq(weft_txn_commit(&t), 0, "%s", weft_last_error());
+    weft_store_close(&s);
+}
+
+/* Ops held by a store (read through the API: fast enough to poll). */
+static uint64_t ops_of(const char *dir)
+{
+    weft_store *s = NULL;
+    if (weft_store_open(dir, NULL, &s) != 0) {
+        return 0;
+    }
+    weft_info info;
+    uint64_t n = weft_store_info(s, &info) == 0 ? info.ops : 0;
+    weft_store_close(&s);
+    return n;
+}
+
+/* Wait until @p dir holds more than @p above ops; the count (0 on timeout). */
+static uint64_t wait_ops_above(const char *dir, uint64_t above, long ms)
+{
+    uint64_t t0 = now_ms();
+    while ((long)(now_ms() - t0) < ms) {
+        uint64_t n = ops_of(dir);
+        if (n > above) {
+            return n;
+        }
+        nap_ms(1);
+    }
+    return 0;
+}
+
+/* Check the log of @p dir: each device's ops form one unbroken chain (first
+ * dprev 0, each next dprev the previous hlc) ending at the device's vv entry.
+ * Returns the number of ops. */
+static size_t check_chains(const char *dir)
+{
+    json_t *log = OKJ(dir, "log");
+    json_t *st = OKJ(dir, "status");
+    json_t *vv = json_object_get(st, "vv");
+    json_t *last = json_object(); /* device -> last hlc seen */
+    json_t *ops = json_object_get(log, "ops"), *op;
+    size_t i;
+    json_array_foreach(ops, i, op)
+    {
+        const char *dev = json_string_value(json_object_get(op, "device"));
+        const char *hlc = json_string_value(json_object_get(op, "hlc"));
+        const char *dprev = json_string_value(json_object_get(op, "dprev"));
+        json_t *prev = json_object_get(last, dev);
+        const char *want = prev ? json_string_value(prev) : "0000000000000000";
+        cr_assert_str_eq(dprev, want, "op %s/%s: dprev %s, the device's previous op is %s", dev,
+                         hlc, dprev, want);
+        json_object_set_new(last, dev, json_string(hlc));
+    }
+    const char *dev;
+    json_t *h;
+    json_object_foreach(vv, dev, h)
+    {
+        json_t *l = json_object_get(last, dev);
+        cr_assert_not_null(l, "vv names device %s, which has no op in the log", dev);
+        cr_assert_str_eq(json_string_value(h), json_string_value(l),
+                         "vv[%s] = %s, last op in the log %s", dev, json_string_value(h),
+                         json_string_value(l));
+    }
+    cr_assert_eq(json_object_size(vv), json_object_size(last));
+    size_t n = json_array_size(ops);
+    json_decref(last);
+    json_decref(st);
+    json_decref(log);
+    return n;
+}
+
+/* "synced with b: sent N ops, received M ops in T ms" -> N, M. */
+static void sync_counts(const char *out, unsigned long *sent, unsigned long *recv)
+{
+    const char *p = strstr(out, "sent ");
+    cr_assert_not_null(p, "no summary: %s", out);
+    cr_assert_eq(sscanf(p, "sent %lu ops, received %lu ops", sent, recv), 2, "summary: %s", out);
+}
+
+/* ================================================================ tests */
+
+Test(net, two_devices_converge_both_ways)
+{
+    const char *a = store("a", NULL), *b = store("b", NULL);
+    const char *ep = endpoint();
+    trust(a, "b", b, ep, 0);
+    trust(b, "a", a, NULL, 0);
+    free(OK(a, "put", "notes", "n1", "title=\"from a\""));
+    free(OK(b, "put", "notes", "n2", "title=\"from b\""));
+    int sb = serve("b", NULL, b, ep, 0);
+    char *out = OK(a, "sync", "b", "--timeout", "20");
+    unsigned long sent, recv;
+    sync_counts(out, &sent, &recv);
+    cr_assert_eq(sent, 1);
+    cr_assert_eq(recv, 1);
+    free(out);
+    same_state(a, b);
+    /* Both ways again, with a change on each side. */
+    free(OK(b, "put", "notes", "n1", "body=\"b adds a body\""));
+    free(OK(a, "inc", "notes", "n2", "views"));
+    free(OK(a, "sync", "b"));
+    same_state(a, b);
+    json_t *p = peer_of(a, "b");
+    cr_assert_eq(json_integer_value(json_object_get(p, "pending_ops")), 0);
+    cr_assert_geq(json_integer_value(json_object_get(p, "syncs")), 2);
+    cr_assert_gt(json_integer_value(json_object_get(p, "last_sync_ms")), 0);
+    json_decref(p);
+    cr_assert_eq(stop(sb, SIGTERM), 0, "serve did not exit 0 on SIGTERM");
+    char *log = slurp(procs[sb].log);
+    cr_assert_not_null(strstr(log, "stopped"), "%s", log);
+    free(log);
+}
+
+Test(net, three_devices_never_online_together_converge_through_relay)
+{
+    const char *r = store("relay", NULL);
+    const char *dev[3] = {store("d0", NULL), store("d1", NULL), store("d2", NULL)};
+    const char *names[3] = {"d0", "d1", "d2"};
+    const char *ep = endpoint();
+    for (int i = 0; i < 3; i++) {
+        trust(dev[i], "relay", r, ep, 1);
+        trust(r, names[i], dev[i], NULL, 0);
+    }
+    int sr = serve("relay", NULL, r, ep, 1);
+    for (int i = 0; i < 3; i++) {
+        char id[8], t[64];
+        snprintf(id, sizeof id, "n%d", i);
+        snprintf(t, sizeof t, "title=\"written on %s\"", names[i]);
+        free(OK(dev[i], "put", "notes", id, t));
+        free(OK(dev[i], "put", "notes", "shared", t)); /* a conflict, once merged */
+        free(OK(dev[i], "sync", "relay"));
+        json_t *p = peer_of(dev[i], "relay");
+        cr_assert_eq(json_integer_value(json_object_get(p, "pending_ops")), 0,
+                     "%s still has ops not backed up", names[i]);
+        json_decref(p);
+    }
+    /* d0 and d1 come back later and catch up. */
+    free(OK(dev[0], "sync", "relay"));
+    free(OK(dev[1], "sync", "relay"));
+    same_state(dev[0], dev[1]);
+    same_state(dev[1], dev[2]);
+    same_state(dev[2], r);
+    json_t *cf = OKJ(dev[0], "conflicts");
+    cr_assert_eq(json_array_size(json_object_get(cf, "conflicts")), 1);
+    json_decref(cf);
+    cr_assert_eq(status_int(r, "ops"), 6);
+    stop(sr, SIGTERM);
+}
+
+Test(net, receiver_killed_mid_sync_loses_nothing_and_resumes)
+{
+    const char *a = store("a", NULL), *b = store("b", NULL);
+    const char *ep = endpoint();
+    trust(a, "b", b, ep, 0);
+    trust(b, "a", a, NULL, 0);
+    fill(a, BIG_OPS);
+    int sb = serve("b", NULL, b, ep, 0);
+    int sa = bg("sync1", NULL, a, "sync", "b", "--timeout", "30", NULL);
+    uint64_t seen = wait_ops_above(b, 0, 30000);
+    cr_assert_gt(seen, 0, "b never received anything");
+    stop(sb, SIGKILL);
+    uint64_t held = ops_of(b);
+    cr_assert_lt(held, BIG_OPS, "the sync finished before the kill (%lu ops)", (unsigned long)held);
+    cr_assert_geq(held, seen, "b lost ops it had committed: %lu < %lu", (unsigned long)held,
+                  (unsigned long)seen);
+    check_chains(b);
+    cr_assert_neq(stop(sa, SIGKILL), 0);
+    /* b comes back; a's next session sends exactly what b lacks. */
+    sb = serve("b2", NULL, b, ep, 0);
+    char *out = OK(a, "sync", "b", "--timeout", "30");
+    unsigned long sent, recv;
+    sync_counts(out, &sent, &recv);
+    cr_log_info("receiver killed holding %lu of %d ops; resumed session sent %lu",
+                (unsigned long)held, BIG_OPS, sent);
+    cr_assert_eq(sent, (unsigned long)(BIG_OPS - held),
+                 "resumed session sent %lu ops, b lacked %lu", sent,
+                 (unsigned long)(BIG_OPS - held));
+    free(out);
+    cr_assert_eq(ops_of(b), BIG_OPS);
+    cr_assert_eq(check_chains(b), BIG_OPS);
+    same_state(a, b);
+    stop(sb, SIGTERM);
+}
+
+Test(net, sender_killed_mid_batch_leaves_no_partial_batch)
+{
+    const char *a = store("a", NULL), *b = store("b", NULL);
+    const char *ep = endpoint();
+    trust(a, "b", b, ep, 0);
+    trust(b, "a", a, NULL, 0);
+    fill(a, BIG_OPS);
+    int sb = serve("b", NULL, b, ep, 0);
+    int sa = bg("sync1", NULL, a, "sync", "b", "--timeout", "30", NULL);
+    uint64_t seen = wait_ops_above(b, 0, 30000);
+    cr_assert_gt(seen, 0, "b never received anything");
+    stop(sa, SIGKILL);
+    nap_ms(300); /* let b apply (or drop) what was in flight */
+    cr_assert(alive(sb), "the receiver died with its sender");
+    uint64_t held = ops_of(b);
+    cr_assert_lt(held, BIG_OPS, "the sync finished before the kill");
+    cr_log_info("sender killed; receiver holds %lu of %d ops", (unsigned long)held, BIG_OPS);
+    cr_assert_eq(held % BATCH_OPS, 0, "b holds %lu ops: not a batch boundary", (unsigned long)held);
+    cr_assert_eq(check_chains(b), held);
+    /* b is consistent and keeps serving: the rest arrives. */
+    free(OK(a, "sync", "b", "--timeout", "30"));
+    cr_assert_eq(check_chains(b), BIG_OPS);
+    stop(sb, SIGTERM);
+}
+
+Test(net, unknown_key_is_refused_and_reported_on_both_sides)
+{
+    const char *a = store("a", NULL), *b = store("b", NULL);
+    const char *ep = endpoint();
+    trust(a, "b", b, ep, 0); /* b does not trust a */
+    free(OK(a, "put", "notes", "n1", "title=\"secret\""));
+    int sb = serve("b", NULL, b, ep, 0);
+    run_result r = RUN(a, "sync", "b", "--timeout", "10");
+    cr_assert_eq(r.status, 1, "sync with an untrusting peer exited %d: %s", r.status, r.err);
+    cr_assert_not_null(strstr(r.err, "refused"), "stderr does not say refused: %s", r.err);
+    run_free(&r);
+    cr_assert_eq(status_int(b, "ops"), 0, "b accepted ops from an unknown key");
+    json_t *p = peer_of(a, "b");
+    cr_assert_neq(json_integer_value(json_object_get(p, "last_error_code")), 0,
+                  "peer ls on a does not show the refusal");
+    json_decref(p);
+    char *st = OK(a, "status");
+    cr_assert_not_null(strstr(st, "last error"), "%s", st);
+    free(st);
+    /* b's log names the refused key. */
+    json_t *sa = OKJ(a, "status");
+    char *log = slurp(procs[sb].log);
+    cr_assert_not_null(strstr(log, "refused"), "serve log: %s", log);
+    const char *pk = json_string_value(json_object_get(sa, "public_key"));
+    const char *dv = json_string_value(json_object_get(sa, "device"));
+    cr_assert(strstr(log, pk) || strstr(log, dv), "serve log does not name the key: %s", log);
+    free(log);
+    json_decref(sa);
+    cr_assert(alive(sb));
+}
+
+Test(net, wrong_server_key_is_a_clear_error)
+{
+    const char *a = store("a", NULL), *b = store("b", NULL), *c = store("c", NULL);
+    const char *ep = endpoint();
+    trust(a, "b", c, ep, 0); /* c's card, b's address */
+    trust(b, "a", a, NULL, 0);
+    serve("b", NULL, b, ep, 0);
+    uint64_t t0 = now_ms();
+    run_result r = RUN(a, "sync", "b", "--timeout", "8");
+    cr_assert_eq(r.status, 1, "exit %d: %s", r.status, r.err);
+    cr_assert_not_null(strstr(r.err, "server key"), "stderr does not name the key: %s", r.err);
+    cr_assert_lt(now_ms() - t0, 15000);
+    run_free(&r);
+}
+
+/* ---- a misbehaving client speaking raw ZeroMQ ---- */
+
+typedef struct mp {
+    uint8_t b[256];
+    size_t n;
+} mp;
+
+static void mp_u(mp *m, uint64_t v)
+{
+    if (v < 128) {
+        m->b[m->n++] = (uint8_t)v;
+        return;
+    }
+    int bytes = v <= 0xff ? 1 : v <= 0xffff ? 2 : v <= 0xffffffffu ? 4 : 8;
+    m->b[m->n++] = bytes == 1 ? 0xcc : bytes == 2 ? 0xcd : bytes == 4 ? 0xce : 0xcf;
+    for (int i = bytes - 1; i >= 0; i--) {
+        m->b[m->n++] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static void *raw_client(void *ctx, const uint8_t server_key[32], const char *ep, char *card_out,
+                        size_t cap, uint64_t *device)
+{
+    char pub[41], sec[41];
+    cr_assert_eq(zmq_curve_keypair(pub, sec), 0);
+    uint8_t pk[32];
+    cr_assert_not_null(zmq_z85_decode(pk, pub));
+    int n = snprintf(card_out, cap, "weft1:");
+    for (int i = 0; i < 32; i++) {
+        n += snprintf(card_out + n, cap - (size_t)n, "%02x", pk[i]);
+    }
+    *device = weft_device_of(pk);
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, rcv = 3000;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &rcv, sizeof rcv);
+    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server_key, 32);
+    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
+    cr_assert_eq(zmq_connect(s, ep), 0);
+    return s;
+}
+
+/* Receive frames for up to 3 s; 1 if one of them is an ERROR message. */
+static int got_error(void *s)
+{
+    uint8_t buf[4096];
+    for (int i = 0; i < 8; i++) {
+        int n = zmq_recv(s, buf, sizeof buf, 0);
+        if (n < 0) {
+            return 0;
+        }
+        if (n >= 2 && buf[0] == 0x93 && buf[1] == 0x06) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+Test(net, malformed_oversized_out_of_order_messages_disconnect_only_that_peer)
+{
+    const char *b = store("b", NULL), *good = store("good", NULL);
+    const char *ep = endpoint();
+    trust(good, "b", b, ep, 0);
+    trust(b, "good", good, NULL, 0);
+    char *bc = card(b, NULL);
+    uint8_t skey[32];
+    char addr[WEFT_ENDPOINT_MAX + 1];
+    cr_assert_eq(weft_card_parse(bc, skey, addr), 0);
+    free(bc);
+    void *ctx = zmq_ctx_new();
+    char rc1[200], rc2[200], rc3[200];
+    uint64_t d1, d2, d3;
+    void *c1 = raw_client(ctx, skey, ep, rc1, sizeof rc1, &d1);
+    void *c2 = raw_client(ctx, skey, ep, rc2, sizeof rc2, &d2);
+    void *c3 = raw_client(ctx, skey, ep, rc3, sizeof rc3, &d3);
+    free(OK(b, "peer", "add", "raw1", rc1));
+    free(OK(b, "peer", "add", "raw2", rc2));
+    free(OK(b, "peer", "add", "raw3", rc3));
+    int sb = serve("b", NULL, b, ep, 0);
+
+    /* 1. Garbage: not msgpack at all. */
+    static const uint8_t junk[] = {0xc1, 0xff, 0x00, 0x13, 0x37};
+    cr_assert_eq(zmq_send(c1, junk, sizeof junk, 0), (int)sizeof junk);
+    cr_assert(got_error(c1), "no ERROR after a malformed message");
+
+    /* 2. Oversized: 5 MiB, over ZMQ_MAXMSGSIZE (4 MiB). */
+    size_t big = 5u << 20;
+    uint8_t *huge = calloc(1, big);
+    huge[0] = 0x92;
+    cr_assert_eq(zmq_send(c2, huge, big, 0), (int)big);
+    free(huge);
+
+    /* 3. Out of order: HELLO, then an OPS batch whose ops go backwards. */
+    mp h = {{0}, 0};
+    h.b[h.n++] = 0x96;
+    mp_u(&h, 1);
+    mp_u(&h, 1);
+    mp_u(&h, d3);
+    mp_u(&h, 0);
+    h.b[h.n++] = 0x80;
+    uint64_t hlc = now_ms() << 16;
+    mp_u(&h, hlc);
+    cr_assert_eq(zmq_send(c3, h.b, h.n, 0), (int)h.n);
+    mp o = {{0}, 0};
+    o.b[o.n++] = 0x93;
+    mp_u(&o, 2);
+    mp_u(&o, 1);
+    o.b[o.n++] = 0x92;
+    for (int i = 0; i < 2; i++) {
+        o.b[o.n++] = 0x94;
+        mp_u(&o, hlc - (uint64_t)i * 65536u); /* descending */
+        mp_u(&o, d3);
+        mp_u(&o, 0);
+        o.b[o.n++] = 0xc4;
+        o.b[o.n++] = 1;
+        o.b[o.n++] = 0x90;
+    }
+    cr_assert_eq(zmq_send(c3, o.b, o.n, 0), (int)o.n);
+    cr_assert(got_error(c3), "no ERROR after an out-of-order batch");
+
+    zmq_close(c1);
+    zmq_close(c2);
+    zmq_close(c3);
+    zmq_ctx_term(ctx);
+
+    /* The server is up, logged the errors, and still serves a good peer. */
+    cr_assert(alive(sb), "the server died");
+    free(OK(good, "put", "notes", "n1", "title=\"still served\""));
+    free(OK(good, "sync", "b", "--timeout", "20"));
+    same_state(good, b);
+    char *log = slurp(procs[sb].log);
+    cr_assert_not_null(strstr(log, "raw1"), "no log line about raw1: %s", log);
+    cr_assert_not_null(strstr(log, "raw3"), "no log line about raw3: %s", log);
+    free(log);
+    cr_assert_eq(stop(sb, SIGTERM), 0);
+}
+
+Test(net, clock_an_hour_ahead_moves_no_clock_and_waits_for_the_horizon)
+{
+    const char *a = store("a", HOUR_MS), *b = store("b", NULL);
+    const char *ep = endpoint();
+    trust(a, "b", b, ep, 0);
+    trust(b, "a", a, NULL, 0);
+    free(OKO(HOUR_MS, a, "put", "notes", "n1", "title=\"from the future\""));
+    free(OK(b, "put", "notes", "n2", "title=\"now\""));
+    int sb = serve("b", NULL, b, ep, 0);
+    run_result r = runo(HOUR_MS, a, "sync", "b", "--timeout", "10", NULL);
+    cr_assert_eq(r.status, 1, "sync with a skewed peer exited %d: %s", r.status, r.err);
+    cr_assert_not_null(strstr(r.err, "skew"), "stderr does not say skewed: %s", r.err);
+    run_free(&r);
+    /* b holds none of a's ops and its clock did not jump. */
+    json_t *st = OKJ(b, "status");
+    cr_assert_eq(json_integer_value(json_object_get(st, "ops")), 1);
+    uint64_t last;
+    sscanf(json_string_value(json_object_get(st, "last_hlc")), "%" SCNx64, &last);
+    uint64_t ms = last >> 16, now = now_ms();
+    cr_assert_lt(ms > now ? ms - now : now - ms, 5u * 60u * 1000u, "b's clock moved to %lu",
+                 (unsigned long)ms);
+    json_decref(st);
+    stop(sb, SIGTERM);
+    char *log = slurp(procs[sb].log);
+    cr_assert_not_null(strstr(log, "skew"), "serve log: %s", log);
+    free(log);
+    /* Later (b's clock reaches a's ops): they arrive. */
+    sb = serve("b2", HOUR_MS, b, ep, 0);
+    free(OKO(HOUR_MS, a, "sync", "b", "--timeout", "20"));
+    same_state(a, b);
+    stop(sb, SIGTERM);
+}
+
+Test(net, duplicate_delivery_changes_nothing)
+{
+    const char *a = store("a", NULL), *b = store("b", NULL), *c = store("c", NULL);
+    const char *ep = endpoint();
+    trust(a, "b", b, ep, 0);
+    trust(b, "a", a, NULL, 0);
+    free(OK(a, "put", "notes", "n1", "title=\"one\""));
+    free(OK(a, "inc", "notes", "n1", "views", "3"));
+    free(OK(a, "tag", "add", "notes", "n1", "tags", "x"));
+    int sb = serve("b", NULL, b, ep, 0);
+    free(OK(a, "sync", "b"));
+    char *s1 = state(b);
+    char *out = OK(a, "sync", "b");
+    unsigned long sent, recv;
+    sync_counts(out, &sent, &recv);
+    cr_assert_eq(sent + recv, 0, "second sync moved ops: %s", out);
+    free(out);
+    char *s2 = state(b);
+    cr_assert_str_eq(s1, s2);
+    stop(sb, SIGTERM);
+    /* The same export imported twice. */
+    const char *ops = kpath("a.ops");
+    char *args[] = {(char *)WEFT_BIN, (char *)"--dir", (char *)a, (char *)"export", NULL};
+    cr_assert_eq(wait_exit(spawn(NULL, NULL, ops, path(".err"), args), 20000), 0);
+    char *iargs[] = {(char *)WEFT_BIN, (char *)"--dir", (char *)c, (char *)"import", NULL};
+    cr_assert_eq(wait_exit(spawn(NULL, ops, path("i1"), path(".err"), iargs), 20000), 0);
+    char *c1 = state(c);
+    cr_assert_eq(wait_exit(spawn(NULL, ops, path("i2"), path(".err"), iargs), 20000), 0);
+    char *second = slurp(path("i2"));
+    cr_assert_not_null(strstr(second, "imported 0 ops (3 already present)"), "%s", second);
+    free(second);
+    char *c2 = state(c);
+    cr_assert_str_eq(c1, c2);
+    same_state(a, c);
+    free(s1);
+    free(s2);
+    free(c1);
+    free(c2);
+}
+
+Test(net, sync_commands_cards_peers_and_usage_errors)
+{
+    const char *a = store("a", NULL), *b = store("b", NULL);
+    const char *ep = endpoint();
+    /* Cards: no address until one is given or served on. */
+    char *c = card(a, NULL);
+    cr_assert_null(strchr(c, '@'), "%s", c);
+    free(c);
+    c = card(a, "tcp://10.0.0.1:7420");
+    cr_assert(strstr(c, "@tcp://10.0.0.1:7420") != NULL, "%s", c);
+    free(c);
+    int sb = serve("b", NULL, b, ep, 1);
+    c = card(b, NULL);
+    cr_assert(strstr(c, ep) != NULL, "card after serve lacks %s: %s", ep, c);
+    free(c);
+    /* A peer added while the relay runs can sync at once. */
+    trust(a, "relay", b, ep, 1);
+    trust(b, "a", a, NULL, 0);
+    free(OK(a, "put", "notes", "n1", "title=\"x\""));
+    char *st = OK(a, "status");
+    cr_assert_not_null(strstr(st, "1 op not yet backed up"), "%s", st);
+    free(st);
+    free(OK(a, "sync", "relay", "--timeout", "20"));
+    st = OK(a, "peer", "ls");
+    cr_assert_not_null(strstr(st, "every op backed up"), "%s", st);
+    free(st);
+    stop(sb, SIGTERM);
+
+    run_result r = RUN(a, "peer", "add", "relay", "weft1:00", NULL);
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    run_free(&r);
+    char *bc = card(b, NULL);
+    r = RUN(a, "peer", "add", "other", bc, NULL);
+    cr_assert_eq(r.status, 1, "the same key twice: %s", r.err);
+    run_free(&r);
+    free(bc);
+    r = RUN(a, "peer", "rm", "nobody", NULL);
+    cr_assert_eq(r.status, 1);
+    cr_assert_not_null(strstr(r.err, "no such peer"), "%s", r.err);
+    run_free(&r);
+    r = RUN(a, "peer", "frob", NULL);
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    run_free(&r);
+    r = RUN(a, "peer", "ls", "--addr", "x", NULL);
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    run_free(&r);
+    r = RUN(a, "serve", "--relay", NULL);
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    run_free(&r);
+    r = RUN(a, "sync", "relay", "--timeout", "0", NULL);
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    run_free(&r);
+    r = RUN(a, "sync", "nobody", NULL);
+    cr_assert_eq(r.status, 1);
+    cr_assert_not_null(strstr(r.err, "no such peer"), "%s", r.err);
+    run_free(&r);
+    r = RUN(b, "sync", "a", NULL);
+    cr_assert_eq(r.status, 1);
+    cr_assert_not_null(strstr(r.err, "no address"), "%s", r.err);
+    run_free(&r);
+    r = runo("soon", a, "status", NULL);
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    cr_assert_not_null(strstr(r.err, "WEFT_CLOCK_OFFSET_MS"), "%s", r.err);
+    run_free(&r);
+    /* The relay is gone: a clear error, not a hang. */
+    r = RUN(a, "sync", "relay", "--timeout", "3", NULL);
+    cr_assert_eq(r.status, 1);
+    cr_assert(strstr(r.err, "unreachable") != NULL, "%s", r.err);
+    run_free(&r);
+}
