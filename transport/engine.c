@@ -13,10 +13,15 @@
  *   wake_fd   eventfd written by weft_sync_now/stop (commands under mu)
  *   store fd  weft_store_fd: a commit by any process -> poll every session
  *   zap       ZAP requests: admit a CURVE client iff its key is a peer
- *             (read from the store at every handshake), User-Id = key hex
+ *             (read from the store at every handshake), User-Id = key hex;
+ *             refusals are noted and added to the store's record (meta
+ *             "refused", peers.c) by persist_refusals, at most once per
+ *             REFUSED_WRITE_MS and on stop
  *   router    inbound sessions, keyed by routing id; the peer is the
  *             ZAP User-Id of the message
- *   dealer    one per peer with an address (outbound session) ...
+ *   dealer    one per peer we connect to (outbound session): every peer
+ *             with an address when opt.connect, else only those named by
+ *             weft_sync_now (epeer.wanted, kept until stop) ...
  *   monitor   ... and its socket monitor (PAIR on inproc://weft-mon-N):
  *             handshake failures, disconnects
  *
@@ -30,8 +35,15 @@
  *        | link_fail(): close dealer, ERROR,            v
  *        | retry_at = now + backoff (x2, +-25%)     dealer + session
  *        +----- handshake failed / disconnected /        |
- *               session error / silent peer              | session LIVE:
- *                                                        v backoff reset
+ *        |      session error / silent peer              | session LIVE:
+ *        |                                               v backoff reset
+ *        +----- peer's BYE (feed()): link_close, no failure, state idle,
+ *               retry_at = now + backoff (it may be restarting)
+ *
+ * On stop, say_bye() queues BYE on every open session, hands it to the
+ * socket and closes the link with BYE_LINGER_MS of linger (the router gets
+ * the same when it carried a BYE), so zmq_ctx_term flushes the goodbyes for
+ * at most that long and the peers see a clean close, not a lost connection.
  *
  * Inbound links start at the first frame of a new routing id (accept_inbound)
  * and end by link_fail() or link_close(); a routing id whose link ended is
@@ -51,7 +63,9 @@
  * empty. Peer status lives in the engine thread and is published (copied
  * under mu) for weft_sync_status, and persisted with weft__peer_status_put on
  * every state change (moves among pulling/pushing/live excepted) and at most
- * every PERSIST_MS otherwise.
+ * every PERSIST_MS otherwise. pump() folds a session's counters and state
+ * into the peer before passing the session's events on, and emit() publishes
+ * before delivering any event (invariant 6).
  *
  * Invariants:
  *   1. Only the engine thread touches sockets, sessions and epeer records
@@ -61,9 +75,16 @@
  *      and a monitor iff it has a session.
  *   3. ev_fd's counter is non-zero iff evq_len > 0 or ev_dropped > 0.
  *   4. Every socket has ZMQ_LINGER 0 (ERROR_LINGER_MS for a dealer closed
- *      right after queueing an ERROR frame), so zmq_ctx_term never hangs.
+ *      right after queueing an ERROR frame, BYE_LINGER_MS for sockets that
+ *      carried a BYE on stop), so zmq_ctx_term never hangs.
  *   5. An epeer is freed only by sweep_peers, at the end of a loop turn, so
  *      epeer pointers stay valid for a whole turn.
+ *   6. When an event is delivered (callback or queue), the published status
+ *      and health already include every counter and state change the engine
+ *      knew of before it: counters first, then events.
+ *   7. A clean goodbye (BYE either way) never counts as a failure and never
+ *      sets last_error; stop never waits on the network longer than
+ *      BYE_LINGER_MS.
  * Thread-safety: a weft_sync is thread-safe; on_event runs on the engine
  * thread and must not call weft_sync_stop().
  */
@@ -91,6 +112,9 @@
 #define NOW_MAX          16u    /* named weft_sync_now requests queued */
 #define ZOMBIE_MS        60000u /* forget a dead routing id after this much silence */
 #define NO_STORE_FD_MS   250u   /* session poll period when the store fd is unavailable */
+#define BYE_LINGER_MS    200    /* time the sockets get to flush BYE frames on stop */
+#define REFUSED_WRITE_MS 1000u  /* refusals reach the store at most this often */
+#define PUMP_EVENTS      64     /* session events passed on per chunk */
 /* clang-format on */
 
 /* A session over one connection. */
@@ -117,6 +141,7 @@ typedef struct epeer {
     elink out, in;
     uint64_t retry_at;   /* monotonic ms to connect at; 0: none */
     uint32_t backoff_ms; /* base of the next backoff */
+    bool wanted;         /* weft_sync_now named it: connect even if opt.connect is 0 */
     bool dirty;          /* status differs from what is persisted */
     bool state_dirty;    /* state changed: persist now */
     uint64_t persisted_mono;
@@ -155,6 +180,11 @@ struct weft_sync {
     epeer **item_peer;
     size_t items_cap;
     weft__buf scratch;
+    int router_linger; /* ms the router gets on close (BYE frames queued) */
+    /* refusals not yet in the store (weft__refusals_add): newest last */
+    weft_refusal ref_new[WEFT_REFUSALS_MAX];
+    size_t ref_n;
+    uint64_t ref_unsaved, ref_saved_mono;
 
     /* under mu */
     pthread_mutex_t mu;
@@ -168,9 +198,6 @@ struct weft_sync {
     size_t evq_head, evq_len;
     uint64_t ev_dropped;
 };
-
-/* Declared here, not in a header the CLI can see yet: the endpoint the
- * router is bound to (the port chosen for "tcp://host:*"), "" without one. */
 
 /* ================================================================ small helpers */
 
@@ -308,9 +335,14 @@ static void evfd_clear(int fd)
     (void)r; /* EAGAIN: already zero */
 }
 
-/* Queue @p ev (copied) and run the callback. Engine thread. */
+static void publish(weft_sync *e);
+
+/* Queue @p ev (copied) and run the callback. Engine thread. The status and
+ * health are published first, so whoever reads weft_sync_status or
+ * weft_sync_health_get on an event sees at least what the event reports. */
 static void emit(weft_sync *e, const weft_event *ev)
 {
+    publish(e);
     if (e->opt.on_event != NULL) {
         e->opt.on_event(ev, e->opt.user);
     }
@@ -601,9 +633,16 @@ static void link_close(weft_sync *e, epeer *p, elink *lk, int linger)
     memset(lk->last_stats, 0, sizeof lk->last_stats);
 }
 
+/* Whether the engine connects to @p p: it has an address and either every
+ * such peer is connected to (opt.connect) or weft_sync_now named it. */
+static bool may_connect(const weft_sync *e, const epeer *p)
+{
+    return !p->gone && p->st.addr[0] != '\0' && (e->opt.connect || p->wanted);
+}
+
 static void schedule_retry(weft_sync *e, epeer *p)
 {
-    if (!e->opt.connect || p->st.addr[0] == '\0' || p->gone) {
+    if (!may_connect(e, p)) {
         p->retry_at = 0;
         return;
     }
@@ -648,8 +687,55 @@ static void link_fail(weft_sync *e, epeer *p, elink *lk, int err, int flags, con
     }
 }
 
-/* Send every frame the session queued, pass its events on, and follow its
- * state. Returns 0, or WEFT_EIO when a send failed (the link is then closed). */
+/* Follow the session's counters, clock offset and skew, and count its first
+ * LIVE. Runs before its events are passed on (counters before events). */
+static void follow_session(weft_sync *e, epeer *p, elink *lk)
+{
+    fold_stats(e, p, lk);
+    const weft__session_stats *sst = weft__session_stats_get(lk->ss);
+    weft_peer_state st = weft__session_state(lk->ss);
+    if (st != WEFT_PEER_CONNECTING && st != WEFT_PEER_IDLE &&
+        sst->clock_offset_ms != p->st.clock_offset_ms) {
+        p->st.clock_offset_ms = sst->clock_offset_ms;
+        p->dirty = true;
+    }
+    /* skewed: set by a deferral either way, cleared by a batch applied in full. */
+    int skewed = p->st.skewed;
+    if (sst->skew_in == 1 || sst->skew_out == 1) {
+        skewed = 1;
+    } else if (sst->skew_in == 0 || sst->skew_out == 0) {
+        skewed = 0;
+    }
+    if (st == WEFT_PEER_LIVE && !lk->live_seen) {
+        lk->live_seen = true;
+        uint64_t dur = mono_ms() - lk->started_mono;
+        p->st.syncs++;
+        p->st.last_sync_ms = wall_ms();
+        p->st.last_duration_ms = dur;
+        p->st.last_error = 0;
+        p->st.last_error_msg[0] = '\0';
+        skewed = 0; /* caught up both ways: nothing is deferred */
+        p->backoff_ms = e->opt.backoff_min_ms;
+        e->health.sessions++;
+        e->health.last_duration_ms = dur;
+        e->health.total_duration_ms += dur;
+        if (dur > e->health.max_duration_ms) {
+            e->health.max_duration_ms = dur;
+        }
+        p->dirty = true;
+    }
+    if (skewed != p->st.skewed) {
+        p->st.skewed = skewed;
+        p->dirty = true;
+    }
+    e->pub_dirty = true;
+    lk->state = st;
+}
+
+/* Send every frame the session queued, follow its counters and state, then
+ * pass its events on (emit publishes first, so a consumer of an event sees
+ * status and health that already include it). Returns 0, or WEFT_EIO when a
+ * send failed (the link is then closed). */
 static int pump(weft_sync *e, epeer *p, elink *lk)
 {
     weft_bytes f;
@@ -673,48 +759,60 @@ static int pump(weft_sync *e, epeer *p, elink *lk)
     if (lk->ss == NULL) {
         return 0;
     }
-    weft_peer_state announced = (weft_peer_state)-1;
-    weft_event ev;
-    while (weft__session_event(lk->ss, &ev) == 1) {
-        copy_str(ev.peer, sizeof ev.peer, p->st.name);
-        if (ev.kind == WEFT_EV_STATE) {
-            announced = ev.state;
-        } else if (ev.kind == WEFT_EV_SKEW) {
-            p->st.skewed = 1;
-            p->dirty = true;
+    follow_session(e, p, lk);
+    bool first = true;
+    for (;;) {
+        /* The session holds at most its own queue's worth; take a chunk. */
+        weft_event evs[PUMP_EVENTS];
+        size_t n = 0;
+        weft_peer_state announced = (weft_peer_state)-1;
+        while (n < PUMP_EVENTS && weft__session_event(lk->ss, &evs[n]) == 1) {
+            copy_str(evs[n].peer, sizeof evs[n].peer, p->st.name);
+            if (evs[n].kind == WEFT_EV_STATE) {
+                announced = evs[n].state;
+            }
+            n++;
         }
-        emit(e, &ev);
-    }
-    fold_stats(e, p, lk);
-    weft_peer_state st = weft__session_state(lk->ss);
-    if (st != WEFT_PEER_CONNECTING && st != WEFT_PEER_IDLE) {
-        int64_t off = weft__session_stats_get(lk->ss)->clock_offset_ms;
-        if (off != p->st.clock_offset_ms) {
-            p->st.clock_offset_ms = off;
-            p->dirty = true;
+        if (first) {
+            weft_peer_state d = derived_state(p);
+            set_state(e, p, d, announced == d);
+            first = false;
+        }
+        for (size_t i = 0; i < n; i++) {
+            emit(e, &evs[i]);
+        }
+        if (n < PUMP_EVENTS) {
+            break;
         }
     }
-    if (st == WEFT_PEER_LIVE && !lk->live_seen) {
-        lk->live_seen = true;
-        uint64_t dur = mono_ms() - lk->started_mono;
-        p->st.syncs++;
-        p->st.last_sync_ms = wall_ms();
-        p->st.last_duration_ms = dur;
-        p->st.last_error = 0;
-        p->st.last_error_msg[0] = '\0';
-        p->st.skewed = 0;
-        p->backoff_ms = e->opt.backoff_min_ms;
-        e->health.sessions++;
-        e->health.last_duration_ms = dur;
-        e->health.total_duration_ms += dur;
-        if (dur > e->health.max_duration_ms) {
-            e->health.max_duration_ms = dur;
-        }
-        p->dirty = true;
-    }
-    lk->state = st;
-    set_state(e, p, derived_state(p), announced == derived_state(p));
     return 0;
+}
+
+/* On stop: queue BYE on the link's session, hand the frames to the socket
+ * (errors ignored: the peer may be gone already), and close the link giving
+ * the socket BYE_LINGER_MS to flush them. A dealer whose handshake never
+ * completed gets no linger (nothing can reach that peer). Not a failure. */
+static void say_bye(weft_sync *e, epeer *p, elink *lk)
+{
+    if (lk->ss == NULL) {
+        link_close(e, p, lk, 0);
+        return;
+    }
+    bool reachable = lk->outbound ? lk->handshaken : true;
+    weft_bytes f;
+    if (weft__session_bye(lk->ss) == 0) {
+        while (weft__session_next(lk->ss, &f) == 1) {
+            if (lk->outbound) {
+                zmq_send(lk->dealer, f.ptr, f.len, ZMQ_DONTWAIT);
+            } else if (zmq_send(e->router, lk->rid, lk->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0) {
+                zmq_send(e->router, f.ptr, f.len, ZMQ_DONTWAIT);
+            }
+        }
+    }
+    if (!lk->outbound && reachable) {
+        e->router_linger = BYE_LINGER_MS;
+    }
+    link_close(e, p, lk, reachable ? BYE_LINGER_MS : 0);
 }
 
 /* Feed one received frame to a link's session, then pump. */
@@ -726,6 +824,16 @@ static void feed(weft_sync *e, epeer *p, elink *lk, const void *data, size_t len
         copy_str(msg, sizeof msg, weft_last_error());
     }
     if (pump(e, p, lk) != 0) {
+        return;
+    }
+    if (rc == WEFT__SESSION_BYE) {
+        /* A clean goodbye: not a failure. The connecting side comes back
+         * with the usual backoff (the peer may be restarting). */
+        link_close(e, p, lk, 0);
+        if (lk->outbound) {
+            schedule_retry(e, p);
+        }
+        set_state(e, p, derived_state(p), false);
         return;
     }
     if (rc < 0) {
@@ -768,6 +876,7 @@ static int session_open(weft_sync *e, epeer *p, elink *lk)
     weft__session_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     memcpy(cfg.peer_key, p->st.public_key, WEFT_KEY_BYTES);
+    copy_str(cfg.name, sizeof cfg.name, p->st.name);
     cfg.role = e->opt.relay ? WEFT_ROLE_RELAY : WEFT_ROLE_DEVICE;
     cfg.heartbeat_ms = e->opt.heartbeat_ms;
     cfg.dead_ms = e->opt.dead_ms;
@@ -783,7 +892,7 @@ static void connect_peer(weft_sync *e, epeer *p)
 {
     elink *lk = &p->out;
     p->retry_at = 0;
-    if (lk->ss != NULL || p->in.ss != NULL || !e->opt.connect || p->st.addr[0] == '\0') {
+    if (lk->ss != NULL || p->in.ss != NULL || !may_connect(e, p)) {
         return;
     }
     lk->outbound = true;
@@ -915,7 +1024,7 @@ static int reload_peers(weft_sync *e)
             if (addr_changed) {
                 link_close(e, p, &p->out, 0);
                 p->backoff_ms = e->opt.backoff_min_ms;
-                p->retry_at = e->opt.connect && p->st.addr[0] != '\0' ? mono_ms() : 0;
+                p->retry_at = may_connect(e, p) ? mono_ms() : 0;
             }
         }
         p->seen = true;
@@ -949,6 +1058,47 @@ static void sweep_peers(weft_sync *e)
         }
     }
     e->npeers = j;
+}
+
+/* ================================================================ refusals */
+
+/* Remember one refused handshake for the store (persist_refusals). */
+static void refusal_note(weft_sync *e, const uint8_t *key, const char *addr)
+{
+    if (e->ref_n == WEFT_REFUSALS_MAX) {
+        memmove(e->ref_new, e->ref_new + 1, (WEFT_REFUSALS_MAX - 1) * sizeof e->ref_new[0]);
+        e->ref_n--;
+    }
+    weft_refusal *r = &e->ref_new[e->ref_n++];
+    memset(r, 0, sizeof *r);
+    if (key != NULL) {
+        memcpy(r->public_key, key, WEFT_KEY_BYTES);
+    }
+    copy_str(r->addr, sizeof r->addr, addr);
+    r->at_ms = wall_ms();
+    e->ref_unsaved++;
+}
+
+/* Add the refusals noted since the last write to the store's record, at most
+ * once per REFUSED_WRITE_MS unless @p force: a flood of unknown clients costs
+ * one durable commit a second, not one per handshake. A failed write is
+ * retried at the next tick. */
+static void persist_refusals(weft_sync *e, bool force)
+{
+    uint64_t now = mono_ms();
+    if (e->ref_unsaved == 0 || (!force && now - e->ref_saved_mono < REFUSED_WRITE_MS)) {
+        return;
+    }
+    e->ref_saved_mono = now;
+    weft_txn *t = NULL;
+    int rc = weft_txn_begin(e->store, 0, &t);
+    rc = rc ? rc : weft__refusals_add(t, e->ref_unsaved, e->ref_new, e->ref_n);
+    rc = rc ? rc : weft_txn_commit(&t);
+    weft_txn_abort(&t);
+    if (rc == 0) {
+        e->ref_unsaved = 0;
+        e->ref_n = 0;
+    }
 }
 
 /* ================================================================ ZAP */
@@ -1037,6 +1187,7 @@ static int zap_serve_one(weft_sync *e)
         }
         e->health.refused++;
         e->pub_dirty = true;
+        refusal_note(e, have_key ? key : NULL, addr);
         weft_event ev;
         memset(&ev, 0, sizeof ev);
         ev.kind = WEFT_EV_REFUSED;
@@ -1283,8 +1434,11 @@ static bool take_commands(weft_sync *e)
             hit = strcmp(p->st.name, names[j]) == 0;
         }
         if (hit && !p->gone) {
+            /* An explicit request: honoured even with opt.connect 0, and kept
+             * (retries with backoff) until the engine stops. */
+            p->wanted = p->st.addr[0] != '\0';
             p->backoff_ms = e->opt.backoff_min_ms;
-            if (p->out.ss == NULL && p->in.ss == NULL && e->opt.connect && p->st.addr[0]) {
+            if (p->out.ss == NULL && p->in.ss == NULL && may_connect(e, p)) {
                 p->retry_at = mono_ms();
             }
         }
@@ -1357,6 +1511,9 @@ static long next_timeout(weft_sync *e)
     }
     if (e->reload_wanted) {
         WEFT__MIN_T((int64_t)(e->reload_mono + RELOAD_MS) - (int64_t)mono);
+    }
+    if (e->ref_unsaved > 0) {
+        WEFT__MIN_T((int64_t)(e->ref_saved_mono + REFUSED_WRITE_MS) - (int64_t)mono);
     }
     if (e->store_fd < 0) {
         WEFT__MIN_T((int64_t)NO_STORE_FD_MS);
@@ -1433,20 +1590,23 @@ static void *engine_main(void *arg)
         run_timers(e);
         zombies_expire(e);
         persist(e, false);
+        persist_refusals(e, false);
         sweep_peers(e);
         publish(e);
     }
-    /* Shutdown: close every link, show the peers idle, persist. */
+    /* Shutdown: say goodbye on every open link, close it, show the peers
+     * idle, persist. */
     for (size_t i = 0; i < e->npeers; i++) {
         epeer *p = e->peers[i];
-        link_close(e, p, &p->out, 0);
-        link_close(e, p, &p->in, 0);
+        say_bye(e, p, &p->out);
+        say_bye(e, p, &p->in);
         p->retry_at = 0;
         if (p->st.state != WEFT_PEER_ERROR) {
             set_state(e, p, WEFT_PEER_IDLE, false);
         }
     }
     persist(e, true);
+    persist_refusals(e, true);
     publish(e);
     return NULL;
 }
@@ -1471,7 +1631,7 @@ static void engine_free(weft_sync *e)
         weft__free(p);
     }
     weft__free(e->peers);
-    sock_close(&e->router, 0);
+    sock_close(&e->router, e->router_linger);
     sock_close(&e->zap, 0);
     if (e->ctx != NULL) {
         zmq_ctx_term(e->ctx);

@@ -1,6 +1,8 @@
-/* peers.c - device identity (cards, device ids) and the trusted-peer records
- * kept in the store's `peers` database: the public peer API of weft_sync.h
- * and the weft__peer_* / weft__store_pending internals the session uses.
+/* peers.c - device identity (cards, device ids), the trusted-peer records
+ * kept in the store's `peers` database, and the record of refused
+ * handshakes in its `meta` database: the public peer API of weft_sync.h
+ * (weft_refusals included) and the weft__peer_* / weft__refusals_* /
+ * weft__store_pending internals the session and engine use.
  *
  * A peer record maps the peer's public key (32 raw bytes, the LMDB key) to a
  * canonical msgpack array of 19 elements (record version 1):
@@ -26,6 +28,25 @@
  *    16   uint   bytes_sent        17 uint bytes_received
  *    18   uint   updated_ms
  *
+ * The refusals record is `meta` key "refused" (7 bytes, no NUL), value a
+ * canonical msgpack array of 3 (record version 1), at most 884 bytes:
+ *
+ *    idx  type   field
+ *     0   uint   record version, = 1
+ *     1   uint   total: handshakes refused since the store was created
+ *     2   array  the most recent refusals, oldest first, at most
+ *                WEFT_REFUSALS_MAX (8) entries, each an array of 3:
+ *                  0  bin 32  the client's public key (32 zero bytes when
+ *                             it offered none: not a CURVE client)
+ *                  1  str     its address as ZAP reported it, 0..63 bytes
+ *                             of printable ASCII
+ *                  2  uint    when, ms since the Unix epoch (wall clock)
+ *
+ * e.g. 93 01 01 91 93 c4 20 <32 key bytes> a9 "127.0.0.1" cf <8 bytes ms>.
+ * The total is at least the number of entries. Engines add to it with
+ * weft__refusals_add (read, merge, write in one write transaction), so two
+ * engines on one store never lose each other's counts.
+ *
  * All integers use the shortest canonical encoding (crdt's weft__mp_put_*),
  * so a record's bytes are a function of its contents. Every write goes
  * through weft__txn_put (journaled: it survives a map growth).
@@ -38,6 +59,8 @@
  *      weft_vv_decode has bounded it.
  *   3. weft__store_pending costs O(devices + pending ops): it walks the
  *      by_device chains beyond the vector (weft_ops_since), never the log.
+ *   4. The refusals decoder reads into a fixed array: it allocates nothing,
+ *      accepts at most WEFT_REFUSALS_MAX entries and rejects trailing bytes.
  * Thread-safety: the public functions take a weft_store and open their own
  * transactions (thread-safe like the store); the weft__ ones follow the rules
  * of the transaction they are given.
@@ -712,4 +735,154 @@ int weft_peer_list(weft_store *s, weft_peer_cb cb, void *user)
         return rc;
     }
     return n > 0x7fffffff ? 0x7fffffff : (int)n;
+}
+
+/* ---------------------------------------------------------------- refusals */
+
+#define REFUSED_KEY     "refused"
+#define REFUSED_VERSION 1u
+
+static int refusals_decode(const uint8_t *buf, size_t len, weft__refusals *out)
+{
+    weft__mp_reader rd = {buf, buf + len};
+    weft__refusals r;
+    memset(&r, 0, sizeof r);
+    uint32_t n, k;
+    uint64_t ver;
+    if (weft__mp_read_array(&rd, &n) != 0 || n != 3 || weft__mp_read_uint(&rd, &ver) != 0 ||
+        ver != REFUSED_VERSION || weft__mp_read_uint(&rd, &r.total) != 0 ||
+        weft__mp_read_array(&rd, &k) != 0 || k > WEFT_REFUSALS_MAX || k > r.total) {
+        return weft__err(WEFT_ECORRUPT, "refusals record: not a version %u record",
+                         REFUSED_VERSION);
+    }
+    for (uint32_t i = 0; i < k; i++) {
+        weft_refusal *e = &r.v[i];
+        const uint8_t *p;
+        uint32_t pl, e3;
+        if (weft__mp_read_array(&rd, &e3) != 0 || e3 != 3 || weft__mp_read_bin(&rd, &p, &pl) != 0 ||
+            pl != WEFT_KEY_BYTES) {
+            return weft__err(WEFT_ECORRUPT, "refusals record: entry %u has no key", i);
+        }
+        memcpy(e->public_key, p, WEFT_KEY_BYTES);
+        if (weft__mp_read_str(&rd, &p, &pl) != 0 || pl >= sizeof e->addr || memchr(p, 0, pl)) {
+            return weft__err(WEFT_ECORRUPT, "refusals record: entry %u has a bad address", i);
+        }
+        memcpy(e->addr, p, pl);
+        e->addr[pl] = '\0';
+        if (weft__mp_read_uint(&rd, &e->at_ms) != 0) {
+            return weft__err(WEFT_ECORRUPT, "refusals record: entry %u has a bad time", i);
+        }
+    }
+    if (rd.p != rd.end) {
+        return weft__err(WEFT_ECORRUPT, "refusals record: %zu trailing bytes",
+                         (size_t)(rd.end - rd.p));
+    }
+    r.n = k;
+    *out = r;
+    return 0;
+}
+
+static int refusals_encode(const weft__refusals *r, weft__buf *out)
+{
+    int rc = weft__mp_put_array(out, 3);
+    rc = rc ? rc : weft__mp_put_uint(out, REFUSED_VERSION);
+    rc = rc ? rc : weft__mp_put_uint(out, r->total);
+    rc = rc ? rc : weft__mp_put_array(out, (uint32_t)r->n);
+    for (size_t i = 0; i < r->n && rc == 0; i++) {
+        const weft_refusal *e = &r->v[i];
+        char addr[sizeof e->addr];
+        size_t al = strnlen(e->addr, sizeof addr - 1);
+        for (size_t j = 0; j < al; j++) { /* printable ASCII only: valid UTF-8 */
+            char c = e->addr[j];
+            addr[j] = (c > ' ' && c < 0x7f) ? c : '?';
+        }
+        rc = weft__mp_put_array(out, 3);
+        rc = rc ? rc : weft__mp_put_bin(out, e->public_key, WEFT_KEY_BYTES);
+        rc = rc ? rc : weft__mp_put_str(out, addr, al);
+        rc = rc ? rc : weft__mp_put_uint(out, e->at_ms);
+    }
+    return rc;
+}
+
+int weft__refusals_get(weft_txn *t, weft__refusals *out)
+{
+    if (out == NULL) {
+        return weft__err(WEFT_EINVAL, "weft__refusals_get: out is required");
+    }
+    weft_bytes k = {REFUSED_KEY, strlen(REFUSED_KEY)}, v;
+    int rc = weft__txn_get(t, "meta", k, &v);
+    if (rc == WEFT_ENOTFOUND) {
+        memset(out, 0, sizeof *out);
+        return 0;
+    }
+    return rc != 0 ? rc : refusals_decode(v.ptr, v.len, out);
+}
+
+int weft__refusals_add(weft_txn *t, uint64_t count, const weft_refusal *v, size_t n)
+{
+    if ((v == NULL && n > 0) || n > count) {
+        return weft__err(WEFT_EINVAL, "weft__refusals_add: %zu entries for %llu refusals", n,
+                         (unsigned long long)count);
+    }
+    weft__refusals r;
+    int rc = weft__refusals_get(t, &r);
+    if (rc == WEFT_ECORRUPT) {
+        memset(&r, 0, sizeof r); /* start over rather than refuse to count */
+        rc = 0;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    r.total = r.total + count < r.total ? UINT64_MAX : r.total + count;
+    /* Keep the newest WEFT_REFUSALS_MAX by time; ours are the newest here,
+     * but another engine may have written later ones: insertion by time. */
+    for (size_t i = 0; i < n; i++) {
+        size_t at = r.n;
+        while (at > 0 && r.v[at - 1].at_ms > v[i].at_ms) {
+            at--;
+        }
+        if (r.n == WEFT_REFUSALS_MAX) {
+            if (at == 0) {
+                continue; /* older than all we keep */
+            }
+            memmove(r.v, r.v + 1, (at - 1) * sizeof r.v[0]);
+            at--;
+        } else {
+            memmove(r.v + at + 1, r.v + at, (r.n - at) * sizeof r.v[0]);
+            r.n++;
+        }
+        r.v[at] = v[i];
+        r.v[at].addr[sizeof r.v[at].addr - 1] = '\0';
+    }
+    weft__buf b = {NULL, 0, 0};
+    rc = refusals_encode(&r, &b);
+    if (rc == 0) {
+        weft_bytes k = {REFUSED_KEY, strlen(REFUSED_KEY)}, val = {b.ptr, b.len};
+        rc = weft__txn_put(t, "meta", k, &val);
+    }
+    weft__buf_free(&b);
+    return rc;
+}
+
+int weft_refusals(weft_store *s, weft_refusal *out, size_t cap, size_t *n, uint64_t *total)
+{
+    if (s == NULL || n == NULL || (out == NULL && cap > 0)) {
+        return weft__err(WEFT_EINVAL, "weft_refusals: store and n are required");
+    }
+    weft_txn *t = NULL;
+    weft__refusals r;
+    int rc = weft_txn_begin(s, WEFT_TXN_RDONLY, &t);
+    rc = rc ? rc : weft__refusals_get(t, &r);
+    weft_txn_abort(&t);
+    if (rc != 0) {
+        return rc;
+    }
+    for (size_t i = 0; i < r.n && i < cap; i++) {
+        out[i] = r.v[r.n - 1 - i]; /* newest first */
+    }
+    *n = r.n;
+    if (total != NULL) {
+        *total = r.total;
+    }
+    return 0;
 }

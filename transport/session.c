@@ -18,6 +18,11 @@
  *                dead_ms -> WEFT_EIO          update_state(): every op we hold is
  *                                             acked and the peer's DONE vv is held
  *
+ *   any state --- BYE received (weft__session_recv -> close_bye()), or
+ *                 weft__session_bye() (queues BYE) ---> IDLE, closed cleanly:
+ *                 no ERROR frame, no WEFT_EV_ERROR; recv/poll then return
+ *                 WEFT__SESSION_BYE
+ *
  * Sending. `sent` is the vector of what the peer holds or has been sent: the
  * peer's HELLO vv, raised by every batch we stream (stream()), by the ids of
  * every batch the peer sends us (it holds those, so they are never echoed
@@ -37,8 +42,12 @@
  *     The sender rewinds `sent` to the ACK's vv; ACKs of batches it sent
  *     before that rewind (seq <= rewind_seq) never rewind again.
  *   - a batch reaching past the drift horizon: the prefix is applied, ACK
- *     deferred, WEFT_EV_SKEW; the sender rewinds and pauses
- *     WEFT__SKEW_PAUSE_MS.
+ *     deferred, WEFT_EV_SKEW and the peer's status skewed (persisted with the
+ *     batch); the sender rewinds, pauses WEFT__SKEW_PAUSE_MS, and on the ACK
+ *     that rewound it also emits WEFT_EV_SKEW (its clock is behind ours) and
+ *     persists skewed. stats.skew_in/skew_out follow the last outcome per
+ *     direction, so the engine clears skewed once a later batch is applied
+ *     in full; the first LIVE clears it too (nothing is deferred then).
  *   - WEFT_ECORRUPT / ECONFLICT / ELIMIT (or any store error) applying a
  *     batch: ERROR with that code, close.
  *   - a peer silent for dead_ms: poll returns WEFT_EIO.
@@ -51,7 +60,8 @@
  *      payload bytes (or one op), so memory is bounded whatever the backlog.
  *   3. Every frame queued is at most WEFT__MSG_MAX bytes (the encoders check).
  *   4. Once closed (closed != 0) the session changes nothing: recv and poll
- *      return the closing code; frames already queued (the ERROR) remain.
+ *      return the closing code (WEFT__SESSION_BYE after a goodbye either
+ *      way); frames already queued (the ERROR or BYE) remain.
  *   5. The event queue holds at most EVQ_CAP events; the oldest is dropped.
  * Thread-safety: confined to one thread at a time; it opens store
  * transactions in the calling thread, which must not hold a write
@@ -75,12 +85,11 @@ struct weft__session {
     weft__session_cfg cfg;
     uint64_t peer_device;
     weft_peer_state state;
-    int closed;     /* 0, or the WEFT_E* that closed the session */
+    int closed;     /* 0, the WEFT_E* that closed the session, or WEFT__SESSION_BYE */
     bool hello_in;  /* the peer's HELLO was received */
     bool done_sent; /* DONE queued since the last batch */
     bool pending_known;
     bool reached_live;
-    bool skewed;        /* we deferred some of its ops in this session */
     weft_vv *sent;      /* the peer holds or has been sent everything up to this */
     weft_vv *acked;     /* cache of the persisted acknowledged vector */
     weft_vv *ours;      /* our vector at the last look */
@@ -105,6 +114,12 @@ struct weft__session {
 static uint64_t store_now(const weft__session *ss)
 {
     return ss->s->clock.now_ms(ss->s->clock.now_user);
+}
+
+/* The peer's name for messages. */
+static const char *peer_name(const weft__session *ss)
+{
+    return ss->cfg.name[0] ? ss->cfg.name : "the peer";
 }
 
 static bool vv_le(const weft_vv *a, const weft_vv *b)
@@ -232,6 +247,17 @@ static int close_with(weft__session *ss, int code, bool from_peer, uint64_t now,
     return weft__err(code, "%s", msg);
 }
 
+/* Close cleanly (a goodbye either way): state IDLE with @p msg, no error. */
+static int close_bye(weft__session *ss, const char *msg)
+{
+    ss->closed = WEFT__SESSION_BYE;
+    if (ss->state != WEFT_PEER_IDLE) {
+        ss->state = WEFT_PEER_IDLE;
+        push_event(ss, WEFT_EV_STATE, 0, 0, ss->pending_out, 0, msg);
+    }
+    return WEFT__SESSION_BYE;
+}
+
 /* Persist the status on the session's first LIVE (last sync, syncs, duration). */
 static int persist_live(weft__session *ss, uint64_t now)
 {
@@ -244,7 +270,7 @@ static int persist_live(weft__session *ss, uint64_t now)
         st.last_sync_ms = wall;
         st.updated_ms = wall;
         st.clock_offset_ms = ss->stats.clock_offset_ms;
-        st.skewed = ss->skewed ? 1 : 0;
+        st.skewed = 0; /* caught up both ways: nothing is deferred either way */
         st.syncs++;
         st.last_duration_ms = now - ss->stats.started_ms;
         if ((rc = weft__peer_status_put(t, ss->cfg.peer_key, &st)) == 0) {
@@ -323,6 +349,8 @@ int weft__session_new(weft_store *s, const weft__session_cfg *cfg, uint64_t now_
     ss->state = WEFT_PEER_CONNECTING;
     ss->last_recv = ss->last_sent = now_ms;
     ss->stats.started_ms = now_ms;
+    ss->stats.skew_in = ss->stats.skew_out = -1;
+    c->name[sizeof c->name - 1] = '\0';
     weft_txn *t = NULL;
     weft__buf b = {NULL, 0, 0};
     int rc = 0;
@@ -453,7 +481,6 @@ static int on_ops(weft__session *ss, weft__msg *m, uint64_t now)
             if (rc == 0 && res.deferred > 0) {
                 weft_peer_status st;
                 status = WEFT__ACK_DEFERRED;
-                ss->skewed = true;
                 rc = weft__peer_by_key(t, ss->cfg.peer_key, &st);
                 if (rc == 0) {
                     st.skewed = 1;
@@ -507,14 +534,58 @@ static int on_ops(weft__session *ss, weft__msg *m, uint64_t now)
     if (conf1 > conf0) {
         push_event(ss, WEFT_EV_CONFLICT, conf1, 0, ss->pending_out, 0, NULL);
     }
+    ss->stats.skew_in = res.deferred > 0 ? 1 : 0;
     if (res.deferred > 0) {
         char msg[WEFT_MSG_MAX];
-        snprintf(msg, sizeof msg, "%zu ops deferred: %llu ms ahead of our clock", res.deferred,
-                 (unsigned long long)res.skew_ms);
+        int64_t off = ss->stats.clock_offset_ms;
+        snprintf(msg, sizeof msg,
+                 "%s's clock is ahead of ours by ~%llu ms: %zu op%s deferred until our clock "
+                 "reaches them",
+                 peer_name(ss), off > 0 ? (unsigned long long)off : (unsigned long long)res.skew_ms,
+                 res.deferred, res.deferred == 1 ? "" : "s");
         ss->stats.deferred++;
         push_event(ss, WEFT_EV_SKEW, res.deferred, 0, ss->pending_out, 0, msg);
     }
     return update_state(ss, now);
+}
+
+typedef struct defer_ctx {
+    const weft_vv *sent;
+    uint64_t n, visited, cap;
+} defer_ctx;
+
+static int defer_cb(const weft_op *op, void *user)
+{
+    defer_ctx *c = user;
+    if (++c->visited > c->cap) {
+        return 1;
+    }
+    if (op->id.hlc <= weft_vv_get(c->sent, op->id.device)) {
+        c->n++;
+    }
+    return 0;
+}
+
+/* A deferred ACK (sender side), in the write transaction @p t: count the ops
+ * sent but not held by the peer (those beyond @p ack it was sent; bounded:
+ * at most one window of batches is visited), and persist the peer's status
+ * skewed, with the clock offset of its HELLO. */
+static int record_deferred(weft__session *ss, weft_txn *t, const weft_vv *ack, uint64_t *n)
+{
+    defer_ctx c = {ss->sent, 0, 0, (uint64_t)ss->cfg.window * ss->cfg.batch_ops};
+    int rc = weft_ops_since(t, ack, defer_cb, &c);
+    if (rc < 0) {
+        return rc;
+    }
+    *n = c.n;
+    weft_peer_status st;
+    if ((rc = weft__peer_by_key(t, ss->cfg.peer_key, &st)) != 0) {
+        return rc;
+    }
+    st.skewed = 1;
+    st.clock_offset_ms = ss->stats.clock_offset_ms;
+    st.updated_ms = store_now(ss);
+    return weft__peer_status_put(t, ss->cfg.peer_key, &st);
 }
 
 static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
@@ -527,10 +598,24 @@ static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
     }
     ss->acked_seq = m->seq;
     int rc = 0;
-    if (!vv_le(m->vv, ss->acked)) {
+    /* The first deferred ACK since the last rewind: the peer's clock is
+     * behind our ops. Record it with the acknowledgement. */
+    bool deferred_now = m->status == WEFT__ACK_DEFERRED && m->seq > ss->rewind_seq;
+    uint64_t ndeferred = 0;
+    if (m->status == WEFT__ACK_DEFERRED) {
+        ss->stats.skew_out = 1;
+    } else if (m->status == WEFT__ACK_APPLIED && m->seq > ss->rewind_seq) {
+        ss->stats.skew_out = 0; /* sent after any rewind, applied in full */
+    }
+    if (!vv_le(m->vv, ss->acked) || deferred_now) {
         weft_txn *t = NULL;
         rc = weft_txn_begin(ss->s, 0, &t);
-        rc = rc ? rc : weft__peer_acked_merge(t, ss->cfg.peer_key, m->vv);
+        if (rc == 0 && !vv_le(m->vv, ss->acked)) {
+            rc = weft__peer_acked_merge(t, ss->cfg.peer_key, m->vv);
+        }
+        if (rc == 0 && deferred_now) {
+            rc = record_deferred(ss, t, m->vv, &ndeferred);
+        }
         rc = rc ? rc : weft_txn_commit(&t);
         weft_txn_abort(&t);
         rc = rc ? rc : vv_merge(ss->acked, m->vv);
@@ -564,6 +649,19 @@ static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
     if (rc != 0) {
         return close_with(ss, rc, false, now, "recording an ACK: %s", weft_last_error());
     }
+    if (deferred_now) {
+        char msg[WEFT_MSG_MAX], behind[64] = "";
+        int64_t off = ss->stats.clock_offset_ms;
+        if (off < 0) {
+            snprintf(behind, sizeof behind, " by ~%llu ms", (unsigned long long)-off);
+        }
+        snprintf(msg, sizeof msg,
+                 "%s's clock is behind ours%s: it deferred %llu of our ops until its clock "
+                 "reaches them; retrying in %u s",
+                 peer_name(ss), behind, (unsigned long long)ndeferred,
+                 (unsigned)(WEFT__SKEW_PAUSE_MS / 1000));
+        push_event(ss, WEFT_EV_SKEW, ndeferred, 0, ss->pending_out, 0, msg);
+    }
     return update_state(ss, now);
 }
 
@@ -585,7 +683,7 @@ int weft__session_recv(weft__session *ss, const uint8_t *buf, size_t len, uint64
         return weft__err(WEFT_EINVAL, "weft__session_recv: session is NULL");
     }
     if (ss->closed) {
-        return weft__err(ss->closed, "session is closed");
+        return ss->closed > 0 ? ss->closed : weft__err(ss->closed, "session is closed");
     }
     ss->last_recv = now_ms;
     weft__msg m;
@@ -593,7 +691,15 @@ int weft__session_recv(weft__session *ss, const uint8_t *buf, size_t len, uint64
     if (rc != 0) {
         return close_with(ss, rc, false, now_ms, "bad frame: %s", weft_last_error());
     }
-    if (m.type == WEFT__MSG_ERROR) {
+    if (m.type == WEFT__MSG_BYE) {
+        char msg[WEFT_MSG_MAX];
+        if (m.reason == WEFT__BYE_DONE) {
+            snprintf(msg, sizeof msg, "%s said goodbye (done)", peer_name(ss));
+        } else {
+            snprintf(msg, sizeof msg, "%s said goodbye (reason %u)", peer_name(ss), m.reason);
+        }
+        rc = close_bye(ss, msg);
+    } else if (m.type == WEFT__MSG_ERROR) {
         rc = close_with(ss, m.code, true, now_ms, "peer closed: %s: %.*s", weft_err_name(m.code),
                         (int)m.text.len, (const char *)m.text.ptr);
     } else if (!ss->hello_in && m.type != WEFT__MSG_HELLO) {
@@ -729,7 +835,7 @@ int weft__session_poll(weft__session *ss, uint64_t now_ms)
         return weft__err(WEFT_EINVAL, "weft__session_poll: session is NULL");
     }
     if (ss->closed) {
-        return weft__err(ss->closed, "session is closed");
+        return ss->closed > 0 ? ss->closed : weft__err(ss->closed, "session is closed");
     }
     if (now_ms >= ss->last_recv + ss->cfg.dead_ms) {
         char msg[WEFT_MSG_MAX];
@@ -758,6 +864,25 @@ int weft__session_poll(weft__session *ss, uint64_t now_ms)
             return close_with(ss, rc, false, now_ms, "queueing PING: %s", weft_last_error());
         }
     }
+    return 0;
+}
+
+int weft__session_bye(weft__session *ss)
+{
+    if (ss == NULL) {
+        return weft__err(WEFT_EINVAL, "weft__session_bye: session is NULL");
+    }
+    if (ss->closed) {
+        return ss->closed > 0 ? 0 : ss->closed;
+    }
+    weft__buf b = {NULL, 0, 0};
+    int rc = weft__msg_bye(&b, WEFT__BYE_DONE);
+    rc = rc ? rc : push_frame(ss, &b, ss->last_sent);
+    weft__buf_free(&b);
+    if (rc != 0) {
+        return rc;
+    }
+    close_bye(ss, "goodbye sent");
     return 0;
 }
 

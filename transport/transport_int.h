@@ -1,8 +1,8 @@
 /* transport_int.h - the sync protocol inside libweft: wire messages
  * (wire.c), the session state machine (session.c), the engine that drives
  * sessions over ZeroMQ (engine.c), and the peer records kept in the store's
- * `peers` database (peers.c, which uses store internals: transport sits on
- * top of store).
+ * `peers` database and the refused-handshakes record in its `meta` database
+ * (peers.c, which uses store internals: transport sits on top of store).
  *
  * docs/protocol.md is the specification; this header is its C shape.
  *
@@ -58,6 +58,11 @@ enum weft__msg_type {
     WEFT__MSG_DONE = 4,
     WEFT__MSG_PING = 5,
     WEFT__MSG_ERROR = 6,
+    WEFT__MSG_BYE = 7,
+};
+
+enum weft__bye_reason {
+    WEFT__BYE_DONE = 0, /* done, or shutting down: a clean close */
 };
 
 enum weft__ack_status {
@@ -82,6 +87,7 @@ typedef struct weft__msg {
     size_t nops;
     int code;        /* ERROR: a WEFT_E* code */
     weft_bytes text; /* ERROR: UTF-8, <= 256 bytes */
+    uint32_t reason; /* BYE: weft__bye_reason (others are read as a clean close too) */
 } weft__msg;
 
 /** Decode one frame. WEFT_ECORRUPT (malformed, unknown type, wrong arity,
@@ -98,6 +104,7 @@ int weft__msg_ack(weft__buf *out, uint64_t seq, uint32_t status, const weft_vv *
 int weft__msg_done(weft__buf *out, const weft_vv *vv);
 int weft__msg_ping(weft__buf *out, uint64_t hlc);
 int weft__msg_error(weft__buf *out, int code, const char *text);
+int weft__msg_bye(weft__buf *out, uint32_t reason);
 
 /* The protocol's version-vector encoding (a canonical map uint -> uint),
  * shared with peers.c. put: 0 or WEFT_ENOMEM. read: parses one vv at *p
@@ -111,12 +118,13 @@ int weft__wire_vv_read(const uint8_t **p, const uint8_t *end, weft_vv **out);
 typedef struct weft__session weft__session;
 
 typedef struct weft__session_cfg {
-    uint8_t peer_key[WEFT_KEY_BYTES]; /* the peer's public key (CURVE-authenticated) */
-    weft_role role;                   /* our role, sent in HELLO */
-    uint32_t heartbeat_ms;            /* 0 = WEFT__HEARTBEAT_MS */
-    uint32_t dead_ms;                 /* 0 = WEFT__DEAD_MS */
-    uint32_t window;                  /* 0 = WEFT__WINDOW */
-    uint32_t batch_ops, batch_bytes;  /* 0 = WEFT__BATCH_OPS / WEFT__BATCH_BYTES */
+    uint8_t peer_key[WEFT_KEY_BYTES];  /* the peer's public key (CURVE-authenticated) */
+    char name[WEFT_PEER_NAME_MAX + 1]; /* its local name, for messages ("": "the peer") */
+    weft_role role;                    /* our role, sent in HELLO */
+    uint32_t heartbeat_ms;             /* 0 = WEFT__HEARTBEAT_MS */
+    uint32_t dead_ms;                  /* 0 = WEFT__DEAD_MS */
+    uint32_t window;                   /* 0 = WEFT__WINDOW */
+    uint32_t batch_ops, batch_bytes;   /* 0 = WEFT__BATCH_OPS / WEFT__BATCH_BYTES */
 } weft__session_cfg;
 
 /** Per-session counters. */
@@ -126,7 +134,16 @@ typedef struct weft__session_stats {
     int64_t clock_offset_ms; /* peer's HELLO hlc minus our clock */
     uint64_t started_ms, caught_up_ms;
     uint64_t max_inflight; /* most unacknowledged OPS ever outstanding (<= window) */
+    /* Drift-horizon deferrals, per direction: -1 no batch that way yet in this
+     * session; 1 the last one was deferred; 0 the last one was applied in
+     * full. skew_in: its batches to us; skew_out: ours to it. */
+    int skew_in, skew_out;
 } weft__session_stats;
+
+/** What weft__session_recv returns when the peer said BYE: the session is
+ * closed cleanly (state IDLE, no error). Positive, so it is never mistaken
+ * for a WEFT_E* failure. */
+#define WEFT__SESSION_BYE 1
 
 /** A new session with the peer whose key is cfg->peer_key (which must be a
  * peer of @p s: WEFT_ENOTFOUND otherwise). Queues HELLO.
@@ -136,14 +153,23 @@ int weft__session_new(weft_store *s, const weft__session_cfg *cfg, uint64_t now_
 void weft__session_destroy(weft__session **self_p);
 
 /** Feed one received frame (borrowed for the call). Applies OPS batches to
- * the store, queues ACKs, handles ACK/DONE/PING/HELLO. Returns 0, or a
- * negative WEFT_E* when the session must close: an ERROR frame has then been
- * queued (send it, then close). */
+ * the store, queues ACKs, handles ACK/DONE/PING/HELLO/BYE. Returns 0;
+ * WEFT__SESSION_BYE when the peer said goodbye (close without error: not a
+ * failure); or a negative WEFT_E* when the session must close: an ERROR
+ * frame has then been queued (send it, then close). */
 int weft__session_recv(weft__session *ss, const uint8_t *buf, size_t len, uint64_t now_ms);
+
+/** Say goodbye: queue BYE (reason WEFT__BYE_DONE) and close the session
+ * cleanly (state IDLE); afterwards nothing more is queued and recv/poll
+ * return WEFT__SESSION_BYE. Send the queued frames, then close the
+ * connection. Idempotent. Returns 0, the error that already closed the
+ * session (nothing queued then), or WEFT_ENOMEM. */
+int weft__session_bye(weft__session *ss);
 
 /** Advance: stream ops the peer lacks (within the window), send DONE,
  * heartbeats. Call after recv, when the store changed, and at the deadline.
- * Returns 0, or WEFT_EIO when the peer has been silent for dead_ms (close). */
+ * Returns 0, or WEFT_EIO when the peer has been silent for dead_ms (close);
+ * WEFT__SESSION_BYE once the session closed by a goodbye. */
 int weft__session_poll(weft__session *ss, uint64_t now_ms);
 
 /** The next frame to send: 1 and *frame (valid until the next call on the
@@ -181,6 +207,22 @@ int weft__peer_status_put(weft_txn *t, const uint8_t key[WEFT_KEY_BYTES],
 /** Look a peer up by key (for the ZAP handler and sessions). 0 and *out, or
  * WEFT_ENOTFOUND. */
 int weft__peer_by_key(weft_txn *t, const uint8_t key[WEFT_KEY_BYTES], weft_peer_status *out);
+
+/** The refused handshakes recorded in the store (meta "refused", format in
+ * peers.c): the total and the newest WEFT_REFUSALS_MAX, oldest first. */
+typedef struct weft__refusals {
+    uint64_t total;
+    size_t n;
+    weft_refusal v[WEFT_REFUSALS_MAX];
+} weft__refusals;
+
+/** Read the record (all zero when there is none). WEFT_ECORRUPT. */
+int weft__refusals_get(weft_txn *t, weft__refusals *out);
+
+/** Add @p count refusals to the total and @p v[0..n) (n <= count, oldest
+ * first) to the entries kept, in the write transaction @p t (journaled). A
+ * corrupt record is replaced. */
+int weft__refusals_add(weft_txn *t, uint64_t count, const weft_refusal *v, size_t n);
 
 /** Count the ops (and payload bytes) this store holds beyond @p vv, in
  * O(pending) (by_device cursors). */

@@ -1,4 +1,4 @@
-/* wire.c - the six messages of the sync protocol (docs/protocol.md sections
+/* wire.c - the seven messages of the sync protocol (docs/protocol.md sections
  * 2 and 3): canonical msgpack encoders and bounded decoders.
  *
  * Every message is one canonical msgpack array whose first element is the
@@ -9,6 +9,7 @@
  *   DONE  [4, vv]
  *   PING  [5, hlc]
  *   ERROR [6, code (int), message (str <= 256 bytes)]
+ *   BYE   [7, reason (uint < 2^32; 0 = done / shutting down)]
  * A vv is a map device -> hlc (weft__wire_vv_put/read). The readers are
  * crdt's weft__mp_read_*, which accept only canonical headers, so a decoded
  * message re-encodes to the same bytes.
@@ -152,6 +153,15 @@ int weft__msg_done(weft__buf *out, const weft_vv *vv)
     return finish(out, len0, rc);
 }
 
+int weft__msg_bye(weft__buf *out, uint32_t reason)
+{
+    size_t len0 = out->len;
+    int rc = weft__mp_put_array(out, 2);
+    rc = rc ? rc : weft__mp_put_uint(out, WEFT__MSG_BYE);
+    rc = rc ? rc : weft__mp_put_uint(out, reason);
+    return finish(out, len0, rc);
+}
+
 int weft__msg_ping(weft__buf *out, uint64_t hlc)
 {
     size_t len0 = out->len;
@@ -282,7 +292,7 @@ static int decode_ops(weft__mp_reader *r, weft__msg *m)
 }
 
 /* Arity of each type (index = type). HELLO's is checked after its version. */
-static const uint32_t arity[] = {0, 6, 3, 4, 2, 2, 3};
+static const uint32_t arity[] = {0, 6, 3, 4, 2, 2, 3, 2};
 
 int weft__msg_decode(const uint8_t *buf, size_t len, weft__msg *out)
 {
@@ -303,7 +313,7 @@ int weft__msg_decode(const uint8_t *buf, size_t len, weft__msg *out)
     if (n == 0 || weft__mp_read_uint(&r, &type) != 0) {
         return bad("no message type");
     }
-    if (type < WEFT__MSG_HELLO || type > WEFT__MSG_ERROR) {
+    if (type < WEFT__MSG_HELLO || type > WEFT__MSG_BYE) {
         return weft__err(WEFT_ECORRUPT, "malformed message: unknown type %llu",
                          (unsigned long long)type);
     }
@@ -381,6 +391,13 @@ int weft__msg_decode(const uint8_t *buf, size_t len, weft__msg *out)
         }
         break;
     }
+    case WEFT__MSG_BYE:
+        if (weft__mp_read_uint(&r, &u) != 0 || u > UINT32_MAX) {
+            rc = bad("BYE reason");
+        } else {
+            m.reason = (uint32_t)u;
+        }
+        break;
     default:
         break;
     }

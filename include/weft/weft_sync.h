@@ -13,6 +13,9 @@
  * store), retries failed peers with exponential backoff and jitter, and
  * reports state and progress as events and as a per-peer status that is also
  * persisted in the store, so `weft status` in another process can read it.
+ * Refused handshakes are recorded in the store too (weft_refusals), so the
+ * refusing side can tell who knocked. On stop it says goodbye (BYE) on every
+ * open session, so peers see a clean close rather than a lost connection.
  *
  * Invariants:
  *   1. A received batch is applied atomically together with the peer's
@@ -20,6 +23,9 @@
  *   2. pending_ops counts exactly the ops this store holds that the peer has
  *      not acknowledged (from the persisted acknowledged vector).
  *   3. Clients whose key is not in the peer list never get past the handshake.
+ *   4. Status and health are published before each event is delivered: a
+ *      consumer reading weft_sync_status / weft_sync_health_get on an event
+ *      sees counters that already include what the event reports.
  * Thread-safety: peer-list functions take a weft_store and are thread-safe.
  * A weft_sync is thread-safe: any thread may call its functions; callbacks run
  * on the engine thread and must not call weft_sync_stop().
@@ -43,6 +49,7 @@ extern "C" {
 #define WEFT_ENDPOINT_MAX   255u   /* bytes in an endpoint ("tcp://127.0.0.1:7420") */
 #define WEFT_CARD_MAX       1024u  /* bytes in a device card, NUL included */
 #define WEFT_MSG_MAX        256u   /* bytes in a status or event message, NUL included */
+#define WEFT_REFUSALS_MAX   8u     /* refused handshakes kept in detail (weft_refusals) */
 /* clang-format on */
 
 /* ---- identity ---- */
@@ -89,17 +96,19 @@ typedef struct weft_peer_status {
     weft_role role;
     char addr[WEFT_ENDPOINT_MAX + 1]; /* where we connect; "" if it connects to us */
     weft_peer_state state;
-    uint64_t pending_ops;     /* ops we hold that it has not acknowledged (exact) */
-    uint64_t pending_bytes;   /* their payload bytes */
-    int64_t clock_offset_ms;  /* its clock minus ours, from the last hello */
-    int skewed;               /* 1 if its ops were deferred (clock beyond our horizon) */
-    int last_error;           /* WEFT_E* of the last failure, 0 if none */
+    uint64_t pending_ops;    /* ops we hold that it has not acknowledged (exact) */
+    uint64_t pending_bytes;  /* their payload bytes */
+    int64_t clock_offset_ms; /* its clock minus ours, from the last hello */
+    int skewed;              /* 1 while ops between us are deferred by the drift horizon:
+                                its clock is ahead (we defer its ops) or behind (it
+                                defers ours); cleared by a batch applied in full */
+    int last_error;          /* WEFT_E* of the last failure, 0 if none */
     char last_error_msg[WEFT_MSG_MAX];
-    uint64_t last_sync_ms;    /* wall clock of the last time both sides were caught up */
-    uint64_t syncs, failures; /* sessions that reached live / that failed */
+    uint64_t last_sync_ms;     /* wall clock of the last time both sides were caught up */
+    uint64_t syncs, failures;  /* sessions that reached live / that failed */
     uint64_t last_duration_ms; /* connect -> caught up, last successful session */
     uint64_t ops_sent, ops_received, bytes_sent, bytes_received; /* totals */
-    uint64_t updated_ms;      /* when the engine last persisted this status */
+    uint64_t updated_ms; /* when the engine last persisted this status */
 } weft_peer_status;
 
 /** Add a trusted peer. @p card as printed by weft_card(); @p addr overrides
@@ -130,7 +139,9 @@ typedef enum weft_event_kind {
     WEFT_EV_PROGRESS = 2, /* ops moved (ev.ops, ev.bytes this step; ev.pending left) */
     WEFT_EV_CHANGES = 3,  /* remote ops were applied to the store (ev.ops of them) */
     WEFT_EV_CONFLICT = 4, /* applied ops left fields in conflict (ev.ops = conflicts now) */
-    WEFT_EV_SKEW = 5,     /* a peer's ops were deferred: its clock is ahead (ev.ops deferred) */
+    WEFT_EV_SKEW = 5,     /* ops were deferred by a drift horizon (ev.ops of them): the
+                             peer's clock is ahead of ours (we deferred its ops) or behind
+                             (it deferred ours); ev.message names the peer and the offset */
     WEFT_EV_REFUSED = 6,  /* a connection was refused (unknown key, wrong server key...) */
     WEFT_EV_ERROR = 7,    /* a session failed (ev.error, ev.message) */
 } weft_event_kind;
@@ -150,12 +161,14 @@ typedef void (*weft_event_cb)(const weft_event *ev, void *user);
 
 typedef struct weft_sync_options {
     const char *listen;     /* endpoint to bind, e.g. "tcp://127.0.0.1:7420"; NULL: none */
-    int relay;              /* 1: act as a relay (accept every trusted peer, never connect) */
-    int connect;            /* 1 (default): connect to peers that have an address */
+    int relay;              /* 1: act as a relay (accept every trusted peer; connect only to
+                               peers named by weft_sync_now()) */
+    int connect;            /* 1 (default): connect to peers that have an address; 0: only
+                               to those named by weft_sync_now() */
     weft_event_cb on_event; /* NULL: events only through weft_sync_fd/next_event */
     void *user;
-    uint32_t heartbeat_ms;  /* 0 = 1000 */
-    uint32_t dead_ms;       /* 0 = 5000 */
+    uint32_t heartbeat_ms;                   /* 0 = 1000 */
+    uint32_t dead_ms;                        /* 0 = 5000 */
     uint32_t backoff_min_ms, backoff_max_ms; /* 0 = 500, 60000 */
 } weft_sync_options;
 
@@ -174,13 +187,19 @@ WEFT_API WEFT_MUST_CHECK int weft_sync_start(weft_store *s, const weft_sync_opti
  * listening). @return 0; WEFT_ENOSPC (cap too small), WEFT_EINVAL. */
 WEFT_API int weft_sync_endpoint(weft_sync *e, char *buf, size_t cap);
 
-/** Stop the engine: close every session (nothing acknowledged is lost; a
+/** Stop the engine: say goodbye (BYE) on every open session, giving the
+ * frames up to 200 ms to leave, and close it (nothing acknowledged is lost; a
  * batch in flight is either applied whole or not at all), join the thread,
- * free. NULL-safe; sets *self_p to NULL. */
+ * free. Never blocks longer than that on the network. NULL-safe; sets
+ * *self_p to NULL. */
 WEFT_API void weft_sync_stop(weft_sync **self_p);
 
 /** Connect now to @p peer (NULL: every peer with an address), resetting its
- * backoff. @return 0; WEFT_ENOTFOUND. */
+ * backoff. An explicit request: it is honoured even when the engine was
+ * started with opt.connect = 0 (or as a relay), and the engine then keeps
+ * that peer connected, retrying with backoff, until it stops; other peers are
+ * left alone. A peer without an address is not connected to (it connects to
+ * us). @return 0; WEFT_ENOTFOUND. */
 WEFT_API int weft_sync_now(weft_sync *e, const char *peer);
 
 /** Copy the live status of up to @p cap peers into @p out; *n receives how
@@ -195,6 +214,23 @@ typedef struct weft_sync_health {
 } weft_sync_health;
 
 WEFT_API int weft_sync_health_get(weft_sync *e, weft_sync_health *out);
+
+/** One refused handshake, as recorded in the store. Plain value. */
+typedef struct weft_refusal {
+    uint8_t public_key[WEFT_KEY_BYTES]; /* the client's key; all zero if it offered none */
+    char addr[64];                      /* its address as ZeroMQ saw it ("127.0.0.1") */
+    uint64_t at_ms;                     /* when, ms since the Unix epoch */
+} weft_refusal;
+
+/** The handshakes this store's engines refused (unknown keys), as persisted:
+ * readable from any process, also after the engine stopped. Copies up to
+ * @p cap of the newest (at most WEFT_REFUSALS_MAX are kept), newest first,
+ * into @p out; *n receives how many are kept, *total (optional) how many were
+ * refused in all. Engines write the record at most once a second (and on
+ * stop), so a refusal may take that long to show.
+ * @return 0; WEFT_EINVAL, WEFT_ECORRUPT, WEFT_EIO. */
+WEFT_API int weft_refusals(weft_store *s, weft_refusal *out, size_t cap, size_t *n,
+                           uint64_t *total);
 
 /** A descriptor that is readable while events are queued (level-triggered),
  * for the app's own poll loop. Borrowed until weft_sync_stop(). */

@@ -1,6 +1,8 @@
 /* test_net.c - sync between processes: the built `weft` binary run as
  * daemons (`weft serve`, also as a relay) and one-shot syncs (`weft sync`)
- * on loopback, checked through the command's --json output.
+ * on loopback, checked through the command's --json output: convergence,
+ * a sync that talks to the named peer only and says goodbye, refusals shown
+ * on the refusing side, kills mid-sync, skew reported to the sender.
  *
  * Each test gets its own temporary directory (under /dev/shm when it exists)
  * holding its stores and the logs of the processes it starts. Background
@@ -581,10 +583,68 @@ Test(net, two_devices_converge_both_ways)
     cr_assert_geq(json_integer_value(json_object_get(p, "syncs")), 2);
     cr_assert_gt(json_integer_value(json_object_get(p, "last_sync_ms")), 0);
     json_decref(p);
+    /* Each one-shot sync said goodbye: the server logs a clean close and
+     * records neither an error nor a failure. */
+    wait_log(sb, "a state idle: a said goodbye (done)", 3000);
+    uint64_t t0 = now_ms();
+    for (;;) {
+        p = peer_of(b, "a");
+        const char *st = json_string_value(json_object_get(p, "state"));
+        if (strcmp(st, "idle") == 0 || now_ms() - t0 > 3000) {
+            break;
+        }
+        json_decref(p);
+        nap_ms(50);
+    }
+    cr_assert_str_eq(json_string_value(json_object_get(p, "state")), "idle");
+    cr_assert_eq(json_integer_value(json_object_get(p, "last_error_code")), 0, "%s",
+                 json_string_value(json_object_get(p, "last_error_msg")));
+    cr_assert_eq(json_integer_value(json_object_get(p, "failures")), 0);
+    cr_assert_geq(json_integer_value(json_object_get(p, "syncs")), 2);
+    json_decref(p);
+    char *slog = slurp(procs[sb].log);
+    cr_assert_null(strstr(slog, " a error"), "the server logged an error: %s", slog);
+    free(slog);
     cr_assert_eq(stop(sb, SIGTERM), 0, "serve did not exit 0 on SIGTERM");
     char *log = slurp(procs[sb].log);
     cr_assert_not_null(strstr(log, "stopped"), "%s", log);
     free(log);
+}
+
+Test(net, sync_name_talks_to_that_peer_only)
+{
+    const char *a = store("a", NULL), *b = store("b", NULL), *c = store("c", NULL);
+    const char *eb = endpoint(), *ec = endpoint();
+    trust(a, "b", b, eb, 0);
+    trust(a, "c", c, ec, 0);
+    trust(b, "a", a, NULL, 0);
+    trust(c, "a", a, NULL, 0);
+    free(OK(a, "put", "notes", "n1", "title=\"for b only\""));
+    int sb = serve("b", NULL, b, eb, 0);
+    int sc = serve("c", NULL, c, ec, 0);
+    char *out = OK(a, "sync", "b", "--timeout", "20");
+    unsigned long sent, recv;
+    sync_counts(out, &sent, &recv);
+    cr_assert_eq(sent, 1);
+    cr_assert_eq(recv, 0);
+    free(out);
+    same_state(a, b);
+    cr_assert_eq(status_int(c, "ops"), 0, "c received ops from a sync with b");
+    char *log = slurp(procs[sc].log);
+    cr_assert_null(strstr(log, "Z a "), "c's log has a line about a: %s", log);
+    free(log);
+    json_t *p = peer_of(c, "a");
+    cr_assert_str_eq(json_string_value(json_object_get(p, "state")), "idle");
+    cr_assert_eq(json_integer_value(json_object_get(p, "syncs")), 0);
+    cr_assert_eq(json_integer_value(json_object_get(p, "failures")), 0);
+    json_decref(p);
+    p = peer_of(a, "c");
+    cr_assert_eq(json_integer_value(json_object_get(p, "syncs")), 0);
+    cr_assert_eq(json_integer_value(json_object_get(p, "failures")), 0);
+    cr_assert_eq(json_integer_value(json_object_get(p, "pending_ops")), 1);
+    json_decref(p);
+    cr_assert_eq(stop(sb, SIGTERM), 0);
+    cr_assert_eq(stop(sc, SIGTERM), 0);
 }
 
 Test(net, three_devices_never_online_together_converge_through_relay)
@@ -710,6 +770,39 @@ Test(net, unknown_key_is_refused_and_reported_on_both_sides)
     const char *dv = json_string_value(json_object_get(sa, "device"));
     cr_assert(strstr(log, pk) || strstr(log, dv), "serve log does not name the key: %s", log);
     free(log);
+    /* ... and b's status shows it, from the store (another process). */
+    json_t *rb = NULL;
+    uint64_t t0 = now_ms();
+    for (;;) {
+        json_t *sb_st = OKJ(b, "status");
+        rb = json_object_get(sb_st, "refused");
+        json_incref(rb);
+        json_decref(sb_st);
+        if (json_integer_value(json_object_get(rb, "total")) > 0 || now_ms() - t0 > 3000) {
+            break;
+        }
+        json_decref(rb);
+        nap_ms(100);
+    }
+    cr_assert_geq(json_integer_value(json_object_get(rb, "total")), 1);
+    json_t *last = json_array_get(json_object_get(rb, "recent"), 0);
+    cr_assert_not_null(last, "no recent refusal: %s", json_dumps(rb, 0));
+    cr_assert_str_eq(json_string_value(json_object_get(last, "public_key")), pk);
+    cr_assert_str_eq(json_string_value(json_object_get(last, "addr")), "127.0.0.1");
+    json_decref(rb);
+    char *human = OK(b, "status");
+    char want[200];
+    snprintf(want, sizeof want, "; last: key %s from 127.0.0.1 at ", pk);
+    cr_assert_not_null(strstr(human, "\nrefused "), "%s", human);
+    cr_assert_not_null(strstr(human, want), "%s", human);
+    free(human);
+    /* A store that refused nothing says so in JSON and not at all in text. */
+    json_t *sa2 = OKJ(a, "status");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(sa2, "refused"), "total")), 0);
+    json_decref(sa2);
+    human = OK(a, "status");
+    cr_assert_null(strstr(human, "\nrefused "), "%s", human);
+    free(human);
     json_decref(sa);
     cr_assert(alive(sb));
 }
@@ -876,10 +969,18 @@ Test(net, clock_an_hour_ahead_moves_no_clock_and_waits_for_the_horizon)
     free(OKO(HOUR_MS, a, "put", "notes", "n1", "title=\"from the future\""));
     free(OK(b, "put", "notes", "n2", "title=\"now\""));
     int sb = serve("b", NULL, b, ep, 0);
+    uint64_t t0 = now_ms();
     run_result r = runo(HOUR_MS, a, "sync", "b", "--timeout", "10", NULL);
+    uint64_t took = now_ms() - t0;
     cr_assert_eq(r.status, 1, "sync with a skewed peer exited %d: %s", r.status, r.err);
-    cr_assert_not_null(strstr(r.err, "skew"), "stderr does not say skewed: %s", r.err);
+    cr_assert_not_null(strstr(r.err, "skewed"), "stderr does not say skewed: %s", r.err);
+    /* The sender learns it from b's deferred ACK: at once, not at the timeout. */
+    cr_assert_lt(took, 4000, "the skew took %lu ms to report", (unsigned long)took);
+    cr_assert_not_null(strstr(r.err, "b's clock is behind ours by ~"), "%s", r.err);
     run_free(&r);
+    json_t *pa = peer_of(a, "b");
+    cr_assert(json_is_true(json_object_get(pa, "skewed")), "a's status of b is not skewed");
+    json_decref(pa);
     /* b holds none of a's ops and its clock did not jump. */
     json_t *st = OKJ(b, "status");
     cr_assert_eq(json_integer_value(json_object_get(st, "ops")), 1);

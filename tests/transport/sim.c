@@ -141,6 +141,9 @@ static void drain_events(sim_node *n, weft__session *ss)
         if ((unsigned)ev.kind < 8) {
             n->events[ev.kind]++;
         }
+        if (ev.kind == WEFT_EV_SKEW) {
+            snprintf(n->last_skew, sizeof n->last_skew, "%s", ev.message);
+        }
     }
 }
 
@@ -229,9 +232,11 @@ static void connect_link(sim *m, int li)
     sim_link *l = &m->link[li];
     weft__session_cfg c = m->cfg;
     memcpy(c.peer_key, m->node[l->b].pk, WEFT_KEY_BYTES);
+    snprintf(c.name, sizeof c.name, "%s", m->node[l->b].name);
     c.role = m->node[l->a].role;
     SIM_OK(weft__session_new(m->node[l->a].s, &c, m->now, &l->sa));
     memcpy(c.peer_key, m->node[l->a].pk, WEFT_KEY_BYTES);
+    snprintf(c.name, sizeof c.name, "%s", m->node[l->a].name);
     c.role = m->node[l->b].role;
     SIM_OK(weft__session_new(m->node[l->b].s, &c, m->now, &l->sb));
     l->up = true;

@@ -49,7 +49,8 @@ typedef struct sim_node {
     weft_role role;
     uint8_t pk[WEFT_KEY_BYTES];
     char name[16];
-    uint64_t events[8]; /* count per weft_event_kind */
+    uint64_t events[8];           /* count per weft_event_kind */
+    char last_skew[WEFT_MSG_MAX]; /* message of the last WEFT_EV_SKEW */
 } sim_node;
 
 typedef struct sim_link {

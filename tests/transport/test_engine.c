@@ -1,7 +1,9 @@
 /* test_engine.c - the sync engine (transport/engine.c) over real CURVE
  * sockets on 127.0.0.1: convergence and live push (also of writes by another
- * process), ZAP refusal of unknown keys, wrong server keys with backoff,
- * hostile trusted clients, bind errors, stop that never hangs, the event fd.
+ * process), ZAP refusal of unknown keys (persisted, rate-limited), wrong
+ * server keys with backoff, hostile trusted clients, bind errors, stop that
+ * never hangs and says goodbye, the event fd, weft_sync_now with connect 0,
+ * and counters that are current when events arrive.
  *
  * Every engine listens on "tcp://127.0.0.1:*" and the test reads the port
  * back with weft_sync_endpoint, so tests running in parallel never collide.
@@ -28,7 +30,6 @@
 #include <weft/weft.h>
 
 #include "transport/transport_int.h"
-
 
 #define OK(x)                                                                             \
     do {                                                                                  \
@@ -714,6 +715,329 @@ Test(engine, peer_rm_and_add_take_effect_at_next_handshake, .timeout = 30)
 
     weft_sync_stop(&sc);
     weft_sync_stop(&ss);
+    weft_store_close(&s);
+    weft_store_close(&c);
+    rm_rf(ds);
+    rm_rf(dc);
+}
+
+Test(engine, sync_now_connects_only_the_named_peer, .timeout = 30)
+{
+    char *da = tmpdir_new(), *db = tmpdir_new(), *dc = tmpdir_new();
+    weft_store *a = store_new(da), *b = store_new(db), *c = store_new(dc);
+    put_str(a, "a1", "from-a");
+    char eb[WEFT_ENDPOINT_MAX + 1], ec[WEFT_ENDPOINT_MAX + 1];
+    weft_sync *sb = engine(b, "tcp://127.0.0.1:*", eb);
+    weft_sync *sc = engine(c, "tcp://127.0.0.1:*", ec);
+    add_peer(a, "b", b, eb);
+    add_peer(a, "c", c, ec);
+    add_peer(b, "a", a, NULL);
+    add_peer(c, "a", a, NULL);
+    weft_sync_options o;
+    weft_sync_options_init(&o);
+    o.connect = 0;
+    o.backoff_min_ms = 200;
+    weft_sync *sa = NULL;
+    OK(weft_sync_start(a, &o, &sa));
+    sleep_ms(300);
+    weft_peer_status st;
+    cr_assert(peer_status(sa, "b", &st));
+    cr_assert_eq(st.state, WEFT_PEER_IDLE, "connect = 0 connected anyway: %s",
+                 weft_peer_state_name(st.state));
+    OK(weft_sync_now(sa, "b"));
+    cr_assert(wait_state(sa, "b", WEFT_PEER_LIVE, 10000), "never live with b");
+    cr_assert(wait_str(b, "a1", "from-a", 5000));
+    sleep_ms(1000); /* c would have had time to see a connection */
+    cr_assert(peer_status(sa, "c", &st));
+    cr_assert_eq(st.state, WEFT_PEER_IDLE, "c: %s", weft_peer_state_name(st.state));
+    cr_assert_eq(st.syncs + st.failures, 0);
+    cr_assert(peer_status(sc, "a", &st));
+    cr_assert_eq(st.state, WEFT_PEER_IDLE, "c saw a: %s", weft_peer_state_name(st.state));
+    weft_sync_health h;
+    OK(weft_sync_health_get(sc, &h));
+    cr_assert_eq(h.sessions + h.failures + h.refused, 0, "c was contacted");
+    cr_assert(!has_str(c, "a1", "from-a"));
+    /* The named peer stays connected: a new write is pushed to it. */
+    put_str(a, "a2", "pushed");
+    cr_assert(wait_str(b, "a2", "pushed", 3000));
+    weft_sync_stop(&sa);
+    weft_sync_stop(&sb);
+    weft_sync_stop(&sc);
+    weft_store_close(&a);
+    weft_store_close(&b);
+    weft_store_close(&c);
+    rm_rf(da);
+    rm_rf(db);
+    rm_rf(dc);
+}
+
+/* What the LIVE callback saw through the status and health getters. */
+typedef struct live_probe {
+    weft_sync *e; /* set before weft_sync_now: that call orders it for the engine */
+    int seen, bad_progress;
+    weft_peer_state state;
+    uint64_t ops_sent, ops_received, bytes_sent, bytes_received;
+    weft_sync_health health;
+    uint64_t prog_sent, prog_received; /* summed from the progress events */
+    char why[128];
+} live_probe;
+
+static int probe_status(live_probe *u, weft_peer_status *out)
+{
+    weft_peer_status st[4];
+    size_t n = 0;
+    if (weft_sync_status(u->e, st, 4, &n) != 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n && i < 4; i++) {
+        if (strcmp(st[i].name, "b") == 0) {
+            *out = st[i];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void on_live(const weft_event *ev, void *user)
+{
+    live_probe *u = user;
+    weft_peer_status st;
+    if (strcmp(ev->peer, "b") != 0 || !probe_status(u, &st)) {
+        return;
+    }
+    if (ev->kind == WEFT_EV_PROGRESS && ev->error == 0) {
+        if (strcmp(ev->message, "sent") == 0) {
+            u->prog_sent += ev->ops;
+        } else {
+            u->prog_received += ev->ops;
+        }
+        if (st.ops_sent < u->prog_sent || st.ops_received < u->prog_received) {
+            u->bad_progress++;
+            snprintf(u->why, sizeof u->why, "status %llu/%llu behind events %llu/%llu",
+                     (unsigned long long)st.ops_sent, (unsigned long long)st.ops_received,
+                     (unsigned long long)u->prog_sent, (unsigned long long)u->prog_received);
+        }
+    }
+    if (ev->kind == WEFT_EV_STATE && ev->state == WEFT_PEER_LIVE && !u->seen) {
+        u->seen = 1;
+        u->state = st.state;
+        u->ops_sent = st.ops_sent;
+        u->ops_received = st.ops_received;
+        u->bytes_sent = st.bytes_sent;
+        u->bytes_received = st.bytes_received;
+        weft_sync_health_get(u->e, &u->health);
+    }
+}
+
+Test(engine, counters_are_current_when_events_arrive, .timeout = 30)
+{
+    char *da = tmpdir_new(), *db = tmpdir_new();
+    weft_store *a = store_new(da), *b = store_new(db);
+    for (int i = 0; i < 5; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "a%d", i);
+        put_str(a, id, "from-a");
+    }
+    for (int i = 0; i < 3; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "b%d", i);
+        put_str(b, id, "from-b");
+    }
+    char eb[WEFT_ENDPOINT_MAX + 1];
+    weft_sync *sb = engine(b, "tcp://127.0.0.1:*", eb);
+    add_peer(a, "b", b, eb);
+    add_peer(b, "a", a, NULL);
+    live_probe u;
+    memset(&u, 0, sizeof u);
+    weft_sync_options o;
+    weft_sync_options_init(&o);
+    o.connect = 0;
+    o.on_event = on_live;
+    o.user = &u;
+    weft_sync *sa = NULL;
+    OK(weft_sync_start(a, &o, &sa));
+    u.e = sa;
+    OK(weft_sync_now(sa, "b"));
+    cr_assert(wait_state(sa, "b", WEFT_PEER_LIVE, 10000), "never live");
+    weft_sync_stop(&sa); /* joins the engine thread: u is ours again */
+    cr_assert(u.seen, "no LIVE event");
+    cr_assert_eq(u.state, WEFT_PEER_LIVE, "status said %s on LIVE", weft_peer_state_name(u.state));
+    cr_assert_eq(u.ops_sent, 5, "ops_sent %llu on LIVE", (unsigned long long)u.ops_sent);
+    cr_assert_eq(u.ops_received, 3, "ops_received %llu on LIVE",
+                 (unsigned long long)u.ops_received);
+    cr_assert_gt(u.bytes_sent, 0);
+    cr_assert_gt(u.bytes_received, 0);
+    cr_assert_eq(u.health.ops_sent, 5);
+    cr_assert_eq(u.health.ops_received, 3);
+    cr_assert_eq(u.health.sessions, 1, "the LIVE session was not counted yet");
+    cr_assert_eq(u.prog_sent, 5);
+    cr_assert_eq(u.prog_received, 3);
+    cr_assert_eq(u.bad_progress, 0, "%s", u.why);
+    weft_sync_stop(&sb);
+    weft_store_close(&a);
+    weft_store_close(&b);
+    rm_rf(da);
+    rm_rf(db);
+}
+
+Test(engine, stop_says_goodbye, .timeout = 30)
+{
+    char *da = tmpdir_new(), *db = tmpdir_new();
+    weft_store *a = store_new(da), *b = store_new(db);
+    put_str(a, "a1", "x");
+    char eb[WEFT_ENDPOINT_MAX + 1];
+    weft_sync *sb = engine(b, "tcp://127.0.0.1:*", eb);
+    add_peer(a, "b", b, eb);
+    add_peer(b, "a", a, NULL);
+    weft_sync *sa = engine(a, NULL, NULL);
+    cr_assert(wait_state(sa, "b", WEFT_PEER_LIVE, 10000));
+    cr_assert(wait_state(sb, "a", WEFT_PEER_LIVE, 10000));
+    weft_peer_status before;
+    cr_assert(peer_status(sb, "a", &before));
+    drain_events(sb, WEFT_EV_ERROR, NULL, 0, NULL);
+    uint64_t t0 = now_ms();
+    weft_sync_stop(&sa);
+    cr_assert_lt(now_ms() - t0, 1000, "stop took %llu ms", (unsigned long long)(now_ms() - t0));
+    cr_assert(wait_state(sb, "a", WEFT_PEER_IDLE, 3000), "the listener never saw the goodbye");
+    weft_peer_status st;
+    cr_assert(peer_status(sb, "a", &st));
+    cr_assert_eq(st.failures, before.failures, "a goodbye counted as a failure");
+    cr_assert_eq(st.last_error, 0, "%s: %s", weft_err_name(st.last_error), st.last_error_msg);
+    weft_event ev;
+    int errors = 0, bye = 0;
+    while (weft_sync_next_event(sb, &ev) == 1) {
+        errors += ev.kind == WEFT_EV_ERROR;
+        if (ev.kind == WEFT_EV_STATE && ev.state == WEFT_PEER_IDLE) {
+            bye += strstr(ev.message, "a said goodbye") != NULL;
+        }
+    }
+    cr_assert_eq(errors, 0, "the listener reported an error");
+    cr_assert_eq(bye, 1, "no goodbye event");
+    /* Still idle a while later: the connection's end changed nothing. */
+    sleep_ms(300);
+    cr_assert(peer_status(sb, "a", &st));
+    cr_assert_eq(st.state, WEFT_PEER_IDLE);
+    cr_assert_eq(st.failures, before.failures);
+    weft_sync_health h;
+    OK(weft_sync_health_get(sb, &h));
+    cr_assert_eq(h.failures, 0);
+    weft_sync_stop(&sb);
+    weft_peer_status ps;
+    OK(weft_peer_get(b, "a", &ps));
+    cr_assert_eq(ps.last_error, 0);
+    cr_assert_eq(ps.failures, 0);
+    weft_store_close(&a);
+    weft_store_close(&b);
+    rm_rf(da);
+    rm_rf(db);
+}
+
+Test(engine, refusals_are_persisted_and_rate_limited, .timeout = 30)
+{
+    char *ds = tmpdir_new(), *dc = tmpdir_new();
+    weft_store *s = store_new(ds), *c = store_new(dc);
+    char es[WEFT_ENDPOINT_MAX + 1];
+    uint64_t seq0 = 0, seq1 = 0;
+    weft_store_changed(s, &seq0);
+    weft_sync *ss = engine(s, "tcp://127.0.0.1:*", es);
+    add_peer(c, "srv", s, es); /* c trusts s; s does not know c */
+    weft_sync *sc = engine(c, NULL, NULL);
+    weft_event ev;
+    int refused = 0;
+    uint64_t end = now_ms() + 10000;
+    while (refused == 0 && now_ms() < end) {
+        refused += drain_events(ss, WEFT_EV_REFUSED, NULL, 0, &ev);
+        sleep_ms(10);
+    }
+    cr_assert_gt(refused, 0);
+    weft_sync_stop(&sc);
+    /* A flood of unknown clients within well under a second. */
+    weft_info si;
+    OK(weft_store_info(s, &si));
+    void *ctx = zmq_ctx_new();
+    void *flood[24];
+    uint64_t t0 = now_ms();
+    for (int i = 0; i < 24; i++) {
+        char pub[41], sec[41];
+        cr_assert_eq(zmq_curve_keypair(pub, sec), 0);
+        flood[i] = zmq_socket(ctx, ZMQ_DEALER);
+        int zero = 0;
+        zmq_setsockopt(flood[i], ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(flood[i], ZMQ_CURVE_SERVERKEY, si.public_key, 32);
+        zmq_setsockopt(flood[i], ZMQ_CURVE_PUBLICKEY, pub, 40);
+        zmq_setsockopt(flood[i], ZMQ_CURVE_SECRETKEY, sec, 40);
+        cr_assert_eq(zmq_connect(flood[i], es), 0);
+    }
+    weft_sync_health h;
+    do {
+        OK(weft_sync_health_get(ss, &h));
+        sleep_ms(5);
+    } while (h.refused < 25 && now_ms() < t0 + 5000);
+    uint64_t took = now_ms() - t0;
+    for (int i = 0; i < 24; i++) {
+        zmq_close(flood[i]);
+    }
+    zmq_ctx_term(ctx);
+    weft_sync_stop(&ss); /* writes what is left */
+    cr_assert_eq(weft_store_changed(s, &seq1), 1);
+    /* One write a second at most, plus the one on stop (and the first). */
+    uint64_t commits = seq1 - seq0, allowed = took / 1000 + 3;
+    cr_assert_leq(commits, allowed, "%llu commits in %llu ms for the refusals",
+                  (unsigned long long)commits, (unsigned long long)took);
+    weft_store_close(&s);
+
+    /* A fresh handle: the record is in the store. */
+    s = store_new(ds);
+    weft_refusal r[WEFT_REFUSALS_MAX + 2];
+    size_t n = 99;
+    uint64_t total = 0;
+    OK(weft_refusals(s, r, WEFT_REFUSALS_MAX + 2, &n, &total));
+    cr_assert_geq(total, 25, "total %llu", (unsigned long long)total);
+    cr_assert_eq(n, WEFT_REFUSALS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_str_eq(r[i].addr, "127.0.0.1");
+        cr_assert_leq(r[i].at_ms, (uint64_t)time(NULL) * 1000 + 1000);
+        cr_assert_geq(r[i].at_ms, (uint64_t)time(NULL) * 1000 - 60000);
+        if (i > 0) {
+            cr_assert_geq(r[i - 1].at_ms, r[i].at_ms, "not newest first");
+        }
+    }
+    /* cap smaller than what is kept: the newest only, n says how many. */
+    weft_refusal one;
+    OK(weft_refusals(s, &one, 1, &n, NULL));
+    cr_assert_eq(n, WEFT_REFUSALS_MAX);
+    cr_assert_arr_eq(one.public_key, r[0].public_key, WEFT_KEY_BYTES);
+    cr_assert_eq(weft_refusals(s, NULL, 1, &n, NULL), WEFT_EINVAL);
+    weft_store_close(&s);
+
+    /* The first refusal (c's key) is in the record of a store that saw only
+     * it: checked on a fresh pair with no flood. */
+    rm_rf(ds);
+    ds = tmpdir_new();
+    s = store_new(ds);
+    ss = engine(s, "tcp://127.0.0.1:*", es);
+    weft_sync_options o;
+    weft_sync_options_init(&o);
+    OK(weft_peer_rm(c, "srv"));
+    add_peer(c, "srv", s, es);
+    OK(weft_sync_start(c, &o, &sc));
+    refused = 0;
+    end = now_ms() + 10000;
+    while (refused == 0 && now_ms() < end) {
+        refused += drain_events(ss, WEFT_EV_REFUSED, NULL, 0, &ev);
+        sleep_ms(10);
+    }
+    cr_assert_gt(refused, 0);
+    weft_sync_stop(&sc);
+    weft_sync_stop(&ss);
+    weft_store_close(&s);
+    s = store_new(ds);
+    OK(weft_refusals(s, r, WEFT_REFUSALS_MAX, &n, &total));
+    cr_assert_geq(total, 1);
+    cr_assert_geq(n, 1);
+    weft_info ci;
+    OK(weft_store_info(c, &ci));
+    cr_assert_arr_eq(r[0].public_key, ci.public_key, WEFT_KEY_BYTES, "not the client's key");
     weft_store_close(&s);
     weft_store_close(&c);
     rm_rf(ds);

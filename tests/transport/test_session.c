@@ -1,8 +1,9 @@
 /* test_session.c - the session state machine over real stores, driven by the
  * in-memory network simulator (sim.h): convergence both ways, a large
  * backlog under the window, a relay between devices never online together,
- * cuts mid-sync, duplicated/reordered frames, a skewed clock, duplicate
- * delivery, the peer API, and many seeded random schedules.
+ * cuts mid-sync, duplicated/reordered frames, a skewed clock (seen by the
+ * receiver and, through the deferred ACK, by the sender), a clean BYE,
+ * duplicate delivery, the peer API, and many seeded random schedules.
  *
  * Replay a failure with WEFT_SEED=<seed printed>; widen the random run with
  * WEFT_CASES=<n>.
@@ -130,6 +131,93 @@ Test(peers, card_and_records)
     OK(weft_peer_rm(m.node[a].s, "phone"));
     cr_assert_eq(weft_peer_get(m.node[a].s, "phone", &st), WEFT_ENOTFOUND);
     cr_assert_str_eq(weft_peer_state_name(WEFT_PEER_LIVE), "live");
+    sim_destroy(&m);
+}
+
+static int put_meta(weft_store *s, const char *key, const void *val, size_t len)
+{
+    weft_txn *t;
+    OK(weft_txn_begin(s, 0, &t));
+    weft_bytes k = {key, strlen(key)}, v = {val, len};
+    int rc = weft__txn_put(t, "meta", k, &v);
+    if (rc == 0) {
+        rc = weft_txn_commit(&t);
+    }
+    weft_txn_abort(&t);
+    return rc;
+}
+
+Test(peers, refusals_record)
+{
+    sim m;
+    sim_init(&m, 1);
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    weft_store *s = m.node[a].s;
+    weft_refusal out[WEFT_REFUSALS_MAX];
+    size_t n = 7;
+    uint64_t total = 7;
+    OK(weft_refusals(s, out, WEFT_REFUSALS_MAX, &n, &total));
+    cr_assert_eq(n, 0);
+    cr_assert_eq(total, 0);
+    /* 11 refusals in three writes: the newest 8 are kept, newest first. */
+    weft_refusal v[11];
+    memset(v, 0, sizeof v);
+    for (int i = 0; i < 11; i++) {
+        v[i].public_key[0] = (uint8_t)(i + 1);
+        snprintf(v[i].addr, sizeof v[i].addr, "10.0.0.%d", i);
+        v[i].at_ms = SIM_EPOCH + (uint64_t)i * 1000;
+    }
+    const size_t split[][2] = {{0, 4}, {4, 9}, {9, 11}};
+    for (int w = 0; w < 3; w++) {
+        weft_txn *t;
+        OK(weft_txn_begin(s, 0, &t));
+        size_t k = split[w][1] - split[w][0];
+        OK(weft__refusals_add(t, k + 1, v + split[w][0], k)); /* one refusal without detail */
+        OK(weft_txn_commit(&t));
+    }
+    OK(weft_refusals(s, out, WEFT_REFUSALS_MAX, &n, &total));
+    cr_assert_eq(total, 14);
+    cr_assert_eq(n, WEFT_REFUSALS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(out[i].public_key[0], 11 - i, "entry %zu", i);
+        cr_assert_eq(out[i].at_ms, v[10 - i].at_ms);
+        cr_assert_str_eq(out[i].addr, v[10 - i].addr);
+    }
+    /* An older one from another engine does not displace newer ones. */
+    {
+        weft_txn *t;
+        weft_refusal old = v[0];
+        old.at_ms = 1;
+        OK(weft_txn_begin(s, 0, &t));
+        OK(weft__refusals_add(t, 1, &old, 1));
+        OK(weft_txn_commit(&t));
+        OK(weft_refusals(s, out, 2, &n, &total));
+        cr_assert_eq(total, 15);
+        cr_assert_eq(out[0].public_key[0], 11);
+    }
+    /* The decoder trusts nothing: bad records are ECORRUPT, not a crash. */
+    static const uint8_t bad[][12] = {
+        {0x93, 0x02, 0x01, 0x90},                               /* version 2 */
+        {0x93, 0x01, 0x00, 0x91, 0x93},                         /* entries > total, cut */
+        {0x93, 0x01, 0x09, 0x99},                               /* 9 entries */
+        {0x93, 0x01, 0x01, 0x91, 0x93, 0xc4, 0x01, 0x00, 0xa0}, /* 1-byte key */
+        {0x93, 0x01, 0x00, 0x90, 0xc0},                         /* trailing byte */
+        {0x92, 0x01, 0x00},                                     /* two elements */
+    };
+    const size_t blen[] = {4, 5, 4, 9, 5, 3};
+    for (size_t i = 0; i < sizeof blen / sizeof blen[0]; i++) {
+        OK(put_meta(s, "refused", bad[i], blen[i]));
+        cr_assert_eq(weft_refusals(s, out, 1, &n, &total), WEFT_ECORRUPT, "record %zu", i);
+    }
+    /* A corrupt record is replaced by the next write, counting anew. */
+    weft_txn *t;
+    OK(weft_txn_begin(s, 0, &t));
+    OK(weft__refusals_add(t, 2, v, 1));
+    OK(weft_txn_commit(&t));
+    OK(weft_refusals(s, out, 1, &n, &total));
+    cr_assert_eq(total, 2);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(weft_refusals(s, out, 1, NULL, NULL), WEFT_EINVAL);
     sim_destroy(&m);
 }
 
@@ -304,6 +392,141 @@ Test(session, skewed_peer_is_deferred_then_arrives)
     m.now += 3600 * 1000;
     cr_assert(sim_run(&m, 200000), "no quiet state [seed %llu]", (unsigned long long)m.seed);
     assert_pair_done(&m, a, b);
+    sim_destroy(&m);
+}
+
+Test(session, sender_learns_its_ops_were_deferred)
+{
+    sim m;
+    sim_init(&m, sim_env_seed(18));
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    int b = sim_node_add(&m, WEFT_ROLE_DEVICE, 3600 * 1000); /* an hour ahead */
+    int l = sim_link_add(&m, a, b);
+    sim_link_enable(&m, l, false);
+    for (int i = 0; i < 10; i++) {
+        sim_write(&m, b);
+    }
+    sim_link_enable(&m, l, true);
+    for (int i = 0; i < 3000; i++) {
+        sim_step(&m);
+    }
+    /* b sent, a deferred: b (the sender) learns it from the deferred ACK. */
+    cr_assert_gt(m.node[b].events[WEFT_EV_SKEW], 0, "the sender was not told");
+    cr_assert(strstr(m.node[b].last_skew, "n0's clock is behind ours by ~3") != NULL, "%s",
+              m.node[b].last_skew);
+    weft_info bi;
+    OK(weft_store_info(m.node[b].s, &bi));
+    char want[64];
+    snprintf(want, sizeof want, "it deferred %llu of our ops", (unsigned long long)bi.ops);
+    cr_assert(strstr(m.node[b].last_skew, want) != NULL, "%s", m.node[b].last_skew);
+    cr_assert(strstr(m.node[a].last_skew, "n1's clock is ahead of ours by ~3") != NULL, "%s",
+              m.node[a].last_skew);
+    const weft__session_stats *sb = weft__session_stats_get(m.link[l].sb);
+    cr_assert_eq(sb->skew_out, 1);
+    cr_assert_eq(sb->skew_in, -1, "a sent nothing, yet skew_in is %d", sb->skew_in);
+    cr_assert_lt(sb->clock_offset_ms, -3599 * 1000);
+    weft_peer_status st;
+    OK(weft_peer_get(m.node[b].s, "n0", &st));
+    cr_assert_eq(st.skewed, 1, "the sender did not persist skewed");
+    cr_assert_lt(st.clock_offset_ms, -3599 * 1000);
+    /* An hour later the batch is applied in full: both sides clear skewed. */
+    m.now += 3600 * 1000;
+    cr_assert(sim_run(&m, 200000), "no quiet state [seed %llu]", (unsigned long long)m.seed);
+    assert_pair_done(&m, a, b);
+    cr_assert_eq(weft__session_stats_get(m.link[l].sb)->skew_out, 0);
+    OK(weft_peer_get(m.node[b].s, "n0", &st));
+    cr_assert_eq(st.skewed, 0);
+    OK(weft_peer_get(m.node[a].s, "n1", &st));
+    cr_assert_eq(st.skewed, 0);
+    sim_destroy(&m);
+}
+
+/* The frames @p from has queued: BYE expected last; returns how many. */
+static int pass_frames(weft__session *from, weft__session *to, uint64_t now, int *last_rc,
+                       int *last_type)
+{
+    weft_bytes f;
+    int n = 0;
+    while (weft__session_next(from, &f) == 1) {
+        weft__msg msg;
+        OK(weft__msg_decode(f.ptr, f.len, &msg));
+        *last_type = msg.type;
+        weft__msg_free(&msg);
+        *last_rc = weft__session_recv(to, f.ptr, f.len, now);
+        n++;
+    }
+    return n;
+}
+
+Test(session, bye_closes_cleanly_both_ways)
+{
+    sim m;
+    sim_init(&m, sim_env_seed(19));
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0), b = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    int l = sim_link_add(&m, a, b);
+    sim_write(&m, a);
+    cr_assert(sim_run(&m, 100000));
+    weft__session *sa = m.link[l].sa, *sb = m.link[l].sb;
+    cr_assert_eq(weft__session_state(sa), WEFT_PEER_LIVE);
+    weft_event ev;
+    while (weft__session_event(sb, &ev) == 1) {
+    }
+    OK(weft__session_bye(sa));
+    OK(weft__session_bye(sa)); /* idempotent: nothing more queued */
+    cr_assert_eq(weft__session_state(sa), WEFT_PEER_IDLE);
+    cr_assert_eq(weft__session_poll(sa, m.now), WEFT__SESSION_BYE);
+    cr_assert_eq(weft__session_deadline(sa), 0);
+    int rc = 0, type = 0;
+    cr_assert_eq(pass_frames(sa, sb, m.now, &rc, &type), 1, "one BYE, nothing else");
+    cr_assert_eq(type, WEFT__MSG_BYE);
+    cr_assert_eq(rc, WEFT__SESSION_BYE);
+    cr_assert_eq(weft__session_state(sb), WEFT_PEER_IDLE);
+    cr_assert(!weft__session_caught_up(sb));
+    int states = 0;
+    while (weft__session_event(sb, &ev) == 1) {
+        cr_assert_neq(ev.kind, WEFT_EV_ERROR, "a goodbye reported as an error: %s", ev.message);
+        if (ev.kind == WEFT_EV_STATE) {
+            states++;
+            cr_assert_eq(ev.state, WEFT_PEER_IDLE);
+            cr_assert_eq(ev.error, 0);
+            cr_assert_str_eq(ev.message, "n0 said goodbye (done)");
+        }
+    }
+    cr_assert_eq(states, 1);
+    cr_assert_eq(weft__session_next(sb, &(weft_bytes){0}), 0, "the receiver answered a BYE");
+    /* Once closed by a goodbye, frames change nothing and say so. */
+    weft__buf p = {0};
+    OK(weft__msg_ping(&p, 1));
+    cr_assert_eq(weft__session_recv(sb, p.ptr, p.len, m.now), WEFT__SESSION_BYE);
+    cr_assert_eq(weft__session_poll(sb, m.now + 100000), WEFT__SESSION_BYE);
+    OK(weft__session_bye(sb));
+    cr_assert_eq(weft__session_next(sb, &(weft_bytes){0}), 0, "BYE after BYE was queued");
+    sim_cut(&m, l);
+
+    /* A BYE right after HELLO (before ours was answered) is clean too. */
+    weft__session_cfg c = {0};
+    memcpy(c.peer_key, m.node[b].pk, WEFT_KEY_BYTES);
+    weft__session *x;
+    OK(weft__session_new(m.node[a].s, &c, m.now, &x));
+    weft__buf_reset(&p);
+    OK(weft__msg_bye(&p, 9));
+    cr_assert_eq(weft__session_recv(x, p.ptr, p.len, m.now), WEFT__SESSION_BYE);
+    cr_assert_eq(weft__session_state(x), WEFT_PEER_IDLE);
+    while (weft__session_event(x, &ev) == 1) {
+        cr_assert_neq(ev.kind, WEFT_EV_ERROR);
+        if (ev.kind == WEFT_EV_STATE && ev.state == WEFT_PEER_IDLE) {
+            cr_assert_str_eq(ev.message, "the peer said goodbye (reason 9)");
+        }
+    }
+    /* An error closes for good: bye reports it and queues nothing. */
+    weft__session_destroy(&x);
+    OK(weft__session_new(m.node[a].s, &c, m.now, &x));
+    weft__buf_reset(&p);
+    OK(weft__msg_ping(&p, 1)); /* before HELLO: a protocol error */
+    cr_assert_eq(weft__session_recv(x, p.ptr, p.len, m.now), WEFT_ECORRUPT);
+    cr_assert_eq(weft__session_bye(x), WEFT_ECORRUPT);
+    weft__session_destroy(&x);
+    weft__buf_free(&p);
     sim_destroy(&m);
 }
 

@@ -1,5 +1,5 @@
-/* test_wire.c - the wire codec of the sync protocol: round trips of all six
- * messages, every truncation rejected, wrong arity/types/unknown types and
+/* test_wire.c - the wire codec of the sync protocol: round trips of all seven
+ * messages (BYE included), every truncation rejected, wrong arity/types/unknown types and
  * trailing bytes rejected, every cap exceeded by one rejected without
  * allocating by the claimed length, and a seeded random-mutation loop.
  *
@@ -29,7 +29,7 @@ static weft_vv *mkvv(size_t n)
     return vv;
 }
 
-/* The six sample frames. */
+/* The seven sample frames. */
 static int sample(int type, weft__buf *b)
 {
     static const uint8_t p1[] = {0x93, 0x01, 0x02, 0x03}, p2[] = {0xc0};
@@ -55,6 +55,9 @@ static int sample(int type, weft__buf *b)
         break;
     case WEFT__MSG_PING:
         rc = weft__msg_ping(b, UINT64_C(0xffffffffffff));
+        break;
+    case WEFT__MSG_BYE:
+        rc = weft__msg_bye(b, 300); /* not a fixint: exercises the uint16 form */
         break;
     default:
         rc = weft__msg_error(b, WEFT_EVERSION, "version 2 is not supported");
@@ -82,6 +85,9 @@ static void reencode(const weft__msg *m, weft__buf *b)
     case WEFT__MSG_PING:
         OK(weft__msg_ping(b, m->hlc));
         break;
+    case WEFT__MSG_BYE:
+        OK(weft__msg_bye(b, m->reason));
+        break;
     default: {
         char text[300];
         memcpy(text, m->text.ptr, m->text.len);
@@ -94,7 +100,7 @@ static void reencode(const weft__msg *m, weft__buf *b)
 
 Test(wire, round_trip)
 {
-    for (int type = 1; type <= 6; type++) {
+    for (int type = 1; type <= 7; type++) {
         weft__buf b = {0}, c = {0};
         OK(sample(type, &b));
         weft__msg m;
@@ -121,6 +127,9 @@ Test(wire, round_trip)
             cr_assert_eq(m.status, WEFT__ACK_DEFERRED);
             cr_assert_eq(weft_vv_get(m.vv, 1000), 0x10001);
             break;
+        case WEFT__MSG_BYE:
+            cr_assert_eq(m.reason, 300);
+            break;
         case WEFT__MSG_ERROR:
             cr_assert_eq(m.code, WEFT_EVERSION);
             cr_assert_eq(m.text.len, strlen("version 2 is not supported"));
@@ -139,7 +148,7 @@ Test(wire, round_trip)
 
 Test(wire, every_truncation_rejected)
 {
-    for (int type = 1; type <= 6; type++) {
+    for (int type = 1; type <= 7; type++) {
         weft__buf b = {0};
         OK(sample(type, &b));
         for (size_t n = 0; n < b.len; n++) {
@@ -167,7 +176,7 @@ static int decode_hex(const uint8_t *p, size_t n)
 Test(wire, malformed_rejected)
 {
     /* not an array, empty array, unknown types */
-    static const uint8_t a[] = {0x05}, b[] = {0x90}, c[] = {0x92, 0x07, 0x01},
+    static const uint8_t a[] = {0x05}, b[] = {0x90}, c[] = {0x92, 0x08, 0x01},
                          d[] = {0x92, 0x00, 0x01};
     cr_assert_eq(decode_hex(a, sizeof a), WEFT_ECORRUPT);
     cr_assert_eq(decode_hex(b, sizeof b), WEFT_ECORRUPT);
@@ -193,8 +202,28 @@ Test(wire, malformed_rejected)
                          n[] = {0x92, 0x04, 0x81, 0x05, 0x00};
     cr_assert_eq(decode_hex(l, sizeof l), WEFT_ECORRUPT);
     cr_assert_eq(decode_hex(n, sizeof n), WEFT_ECORRUPT);
+    /* BYE: exactly [7, uint < 2^32]; reason 0 is the plain goodbye */
+    static const uint8_t bye0[] = {0x92, 0x07, 0x00}, bye1[] = {0x91, 0x07},
+                         bye3[] = {0x93, 0x07, 0x00, 0x00}, byes[] = {0x92, 0x07, 0xa1, 'x'},
+                         byen[] = {0x92, 0x07, 0xff},
+                         byebig[] = {0x92, 0x07, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0},
+                         byemax[] = {0x92, 0x07, 0xce, 0xff, 0xff, 0xff, 0xff};
+    cr_assert_eq(decode_hex(bye0, sizeof bye0), 0);
+    cr_assert_eq(decode_hex(byemax, sizeof byemax), 0);
+    cr_assert_eq(decode_hex(bye1, sizeof bye1), WEFT_ECORRUPT);
+    cr_assert_eq(decode_hex(bye3, sizeof bye3), WEFT_ECORRUPT);
+    cr_assert_eq(decode_hex(byes, sizeof byes), WEFT_ECORRUPT);
+    cr_assert_eq(decode_hex(byen, sizeof byen), WEFT_ECORRUPT);
+    cr_assert_eq(decode_hex(byebig, sizeof byebig), WEFT_ECORRUPT);
+    {
+        weft__buf bb = {0};
+        OK(weft__msg_bye(&bb, WEFT__BYE_DONE));
+        cr_assert_eq(bb.len, sizeof bye0);
+        cr_assert_arr_eq(bb.ptr, bye0, sizeof bye0, "BYE done is 92 07 00");
+        weft__buf_free(&bb);
+    }
     /* trailing bytes after every sample */
-    for (int type = 1; type <= 6; type++) {
+    for (int type = 1; type <= 7; type++) {
         weft__buf buf = {0};
         OK(sample(type, &buf));
         uint8_t z = 0xc0;
@@ -319,7 +348,7 @@ Test(wire, random_mutations_never_crash)
         rng = rng * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
         uint64_t r = rng >> 11;
         weft__buf b = {0};
-        OK(sample((int)(r % 6) + 1, &b));
+        OK(sample((int)(r % 7) + 1, &b));
         unsigned muts = 1 + (unsigned)((r >> 3) % 4);
         for (unsigned k = 0; k < muts && b.len > 0; k++) {
             rng = rng * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);

@@ -3,9 +3,10 @@
  *
  * The command is built from five files: main.c (arguments, store directory,
  * dispatch), cmds.c (one function per command), xfer.c (export and import),
- * sync.c (identity, peers, the `serve` daemon, `sync`, the peers section of
- * `status`) and json.c (value mapping and text helpers). It uses only the public API
- * <weft/weft.h>, jansson and msgpack-c, as LMDB's tools use only lmdb.h.
+ * sync.c (identity, peers, the `serve` daemon, `sync`, the peers and
+ * refusals sections of `status`) and json.c (value mapping and text
+ * helpers). It uses only the public API <weft/weft.h>, jansson and
+ * msgpack-c, as LMDB's tools use only lmdb.h.
  *
  * Invariants:
  *   1. Every failure prints exactly one line to stderr, "weft: <what>:
@@ -112,6 +113,13 @@ json_t *weft__cli_peer_json(const weft_peer_status *p);
 /** Print the human lines describing @p n peers (the peers section of
  * `status`, and `peer ls`). */
 void weft__cli_peers_print(const weft_peer_status *p, size_t n);
+/** Print the refusals line of `status` ("refused N connections; last: key
+ * <hex> from <addr> at <time>", then the older ones kept); nothing when
+ * @p total is 0. @p v is newest first, as weft_refusals() returns it. */
+void weft__cli_refusals_print(const weft_refusal *v, size_t n, uint64_t total);
+/** {"total":N,"recent":[{"public_key","addr","at","at_ms"},...]} (newest
+ * first), or NULL on OOM. */
+json_t *weft__cli_refusals_json(const weft_refusal *v, size_t n, uint64_t total);
 
 /* ---- values (json.c) ---- */
 

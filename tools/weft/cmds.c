@@ -1,6 +1,6 @@
 /* cmds.c - the commands that read and write entities: init, put, get, ls,
- * del, inc, tag, conflicts, resolve, log, status (whose peers section comes
- * from sync.c).
+ * del, inc, tag, conflicts, resolve, log, status (whose peers and refused
+ * connections sections come from sync.c).
  *
  * Every command parses and checks its arguments before it opens the store
  * (a usage error exits 2 whatever the store's state), then runs in one
@@ -791,9 +791,22 @@ int weft__cli_log(const weft_cli *cli)
 
 /* ================================================================ status */
 
-static int status_txn(weft_txn *t, const weft_cli *cli, const weft_info *ip,
-                      const weft_peer_status *peers, size_t npeers)
+/* What `status` reads before its transaction (each in a transaction of its
+ * own: one read transaction per thread at a time). */
+typedef struct status_pre {
+    weft_info info;
+    weft_peer_status *peers;
+    size_t npeers;
+    weft_refusal refused[WEFT_REFUSALS_MAX];
+    size_t nrefused;
+    uint64_t refused_total;
+} status_pre;
+
+static int status_txn(weft_txn *t, const weft_cli *cli, const status_pre *pre)
 {
+    const weft_info *ip = &pre->info;
+    const weft_peer_status *peers = pre->peers;
+    size_t npeers = pre->npeers;
     weft_info info = *ip;
     weft_vv *vv = NULL;
     int rc = weft_store_vv(t, &vv);
@@ -846,19 +859,23 @@ static int status_txn(weft_txn *t, const weft_cli *cli, const weft_info *ip,
         }
     }
     if (status == WEFT_CLI_OK && cli->json) {
-        json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:I,s:I,s:O,s:O}", "dir",
-                                cli->dir, "device", dev, "store_id", sid, "public_key", pk,
-                                "schema", (json_int_t)info.schema, "ops", (json_int_t)info.ops,
-                                "conflicts", (json_int_t)info.conflicts, "last_hlc", last,
-                                "last_time", when, "map_bytes", (json_int_t)info.map_size,
-                                "used_bytes", (json_int_t)info.used_bytes, "vv", vj, "peers", pj);
-        if (print_json(doc, "\n") != 0) {
+        json_t *rj = weft__cli_refusals_json(pre->refused, pre->nrefused, pre->refused_total);
+        json_t *doc =
+            rj ? json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:I,s:I,s:O,s:O,s:o}", "dir",
+                           cli->dir, "device", dev, "store_id", sid, "public_key", pk, "schema",
+                           (json_int_t)info.schema, "ops", (json_int_t)info.ops, "conflicts",
+                           (json_int_t)info.conflicts, "last_hlc", last, "last_time", when,
+                           "map_bytes", (json_int_t)info.map_size, "used_bytes",
+                           (json_int_t)info.used_bytes, "vv", vj, "peers", pj, "refused", rj)
+               : NULL;
+        if (!doc || print_json(doc, "\n") != 0) {
             status = weft__cli_fail(WEFT_CLI_FAIL, "status: out of memory");
         }
         json_decref(doc);
     } else if (status == WEFT_CLI_OK) {
         printf("peers (%zu)\n", npeers);
         weft__cli_peers_print(peers, npeers);
+        weft__cli_refusals_print(pre->refused, pre->nrefused, pre->refused_total);
     }
     json_decref(pj);
     json_decref(vj);
@@ -874,22 +891,28 @@ int weft__cli_status(const weft_cli *cli)
     if (status != WEFT_CLI_OK) {
         return status;
     }
-    /* Info and peers first: the store reads them in transactions of its own. */
-    weft_info info;
-    weft_peer_status *peers = NULL;
-    size_t npeers = 0;
-    int rc = weft_store_info(s, &info);
+    /* Info, peers and refusals first: the store reads them in transactions
+     * of its own. */
+    status_pre pre;
+    memset(&pre, 0, sizeof pre);
+    int rc = weft_store_info(s, &pre.info);
     if (rc != 0) {
         status = weft__cli_weft_fail(rc, "status");
-    } else if ((status = weft__cli_peers_load(s, &peers, &npeers)) != WEFT_CLI_OK) {
+    } else if ((status = weft__cli_peers_load(s, &pre.peers, &pre.npeers)) != WEFT_CLI_OK) {
         /* printed */
+    } else if ((rc = weft_refusals(s, pre.refused, WEFT_REFUSALS_MAX, &pre.nrefused,
+                                   &pre.refused_total)) != 0) {
+        status = weft__cli_weft_fail(rc, "status: refused connections");
     } else if ((rc = weft_txn_begin(s, WEFT_TXN_RDONLY, &t)) != 0) {
         status = weft__cli_weft_fail(rc, "begin transaction");
     } else {
-        status = status_txn(t, cli, &info, peers, npeers);
+        if (pre.nrefused > WEFT_REFUSALS_MAX) {
+            pre.nrefused = WEFT_REFUSALS_MAX;
+        }
+        status = status_txn(t, cli, &pre);
         weft_txn_abort(&t);
     }
-    free(peers);
+    free(pre.peers);
     weft_store_close(&s);
     return status;
 }

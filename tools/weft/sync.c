@@ -1,16 +1,21 @@
 /* sync.c - the sync commands of `weft`: id, peer add/ls/rm, serve (the
  * daemon, also the relay), sync (one session with one peer), and the peers
- * section of `status`.
+ * and refusals sections of `status`.
  *
  * Everything goes through the public sync API (<weft/weft_sync.h>): the
  * engine is a background thread owning the sockets; this file only starts
  * it, waits on its event descriptor and a signalfd, and prints. `serve`
  * logs one line per event to stderr ("<time> <peer> <what happened>") until
  * SIGINT or SIGTERM, then stops the engine cleanly; on SIGKILL the library's
- * durability guarantees hold (nothing acknowledged is lost). `sync` connects
- * to one peer, waits until the peer is LIVE (caught up both ways) and exits
- * 0, or exits 1 with one line naming the cause. `serve` records the endpoint
- * it listens on in <dir>/listen, which `weft id` puts in the card.
+ * durability guarantees hold (nothing acknowledged is lost). `sync` starts
+ * the engine with connect = 0 and names its one peer with weft_sync_now, so
+ * it talks to that peer only; it waits until the peer is LIVE (caught up both
+ * ways) and exits 0 with the counts of the engine's health at that moment,
+ * or exits 1 with one line naming the cause (a refusal, a deferral by the
+ * drift horizon either way, a goodbye, an error, the timeout). Stopping the
+ * engine says goodbye to the peer, so its log shows a clean close. `serve`
+ * records the endpoint it listens on in <dir>/listen, which `weft id` puts
+ * in the card.
  *
  * SIGINT and SIGTERM are blocked before the engine starts (so its thread
  * inherits the mask and never takes them) and read from a signalfd: no
@@ -21,7 +26,8 @@
  *      its last line and returns WEFT_CLI_FAIL or WEFT_CLI_USAGE.
  *   2. The engine is stopped (weft_sync_stop) before the store is closed,
  *      on every path.
- *   3. `sync` exits 0 only after it saw the peer LIVE.
+ *   3. `sync` exits 0 only after it saw the peer LIVE; its engine connects to
+ *      no other peer.
  * Thread-safety: single-threaded program; the engine's thread never calls
  * back into this file (events are read through weft_sync_fd).
  */
@@ -43,8 +49,6 @@
 
 #define SYNC_TIMEOUT_S 30.0 /* `weft sync` without --timeout */
 #define TICK_MS        200  /* how often sync re-reads the engine's status */
-#define DRIFT_MS       ((int64_t)WEFT_DEFAULT_DRIFT_MS)
-#define SKEW_GRACE_MS  2000u /* a skewed session's time to reach live anyway */
 
 /* ================================================================ helpers */
 
@@ -276,7 +280,8 @@ void weft__cli_peers_print(const weft_peer_status *v, size_t n)
             printf("    last sync   never\n");
         }
         printf("    clock       %+" PRId64 " ms%s\n", p->clock_offset_ms,
-               p->skewed ? "  SKEWED: its ops wait until our clock reaches them" : "");
+               p->skewed ? "  SKEWED: ops between us wait until the clocks agree (fix the clock)"
+                         : "");
         if (p->last_error) {
             char msg[WEFT_MSG_MAX];
             one_line(p->last_error_msg, msg, sizeof msg);
@@ -284,6 +289,46 @@ void weft__cli_peers_print(const weft_peer_status *v, size_t n)
                    msg[0] ? msg : weft_strerror(p->last_error));
         }
     }
+}
+
+/* ================================================================ refusals */
+
+void weft__cli_refusals_print(const weft_refusal *v, size_t n, uint64_t total)
+{
+    if (total == 0) {
+        return;
+    }
+    printf("refused %" PRIu64 " connection%s", total, total == 1 ? "" : "s");
+    if (n > 0) {
+        char pk[2 * WEFT_KEY_BYTES + 1], when[WEFT_CLI_TIME];
+        weft__cli_hex(v[0].public_key, WEFT_KEY_BYTES, pk);
+        ms_time(v[0].at_ms, when);
+        printf("; last: key %s from %s at %s", pk, v[0].addr[0] ? v[0].addr : "(unknown)", when);
+    }
+    printf("\n");
+    for (size_t i = 1; i < n; i++) {
+        char pk[2 * WEFT_KEY_BYTES + 1], when[WEFT_CLI_TIME];
+        weft__cli_hex(v[i].public_key, WEFT_KEY_BYTES, pk);
+        ms_time(v[i].at_ms, when);
+        printf("  key %s from %s at %s\n", pk, v[i].addr[0] ? v[i].addr : "(unknown)", when);
+    }
+}
+
+json_t *weft__cli_refusals_json(const weft_refusal *v, size_t n, uint64_t total)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n && arr; i++) {
+        char pk[2 * WEFT_KEY_BYTES + 1], when[WEFT_CLI_TIME];
+        weft__cli_hex(v[i].public_key, WEFT_KEY_BYTES, pk);
+        ms_time(v[i].at_ms, when);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:I}", "public_key", pk, "addr", v[i].addr, "at", when,
+                              "at_ms", (json_int_t)v[i].at_ms);
+        if (!o || json_array_append_new(arr, o) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr ? json_pack("{s:I,s:o}", "total", (json_int_t)total, "recent", arr) : NULL;
 }
 
 /* The persisted status of the peer named @p name: 0, or WEFT_ENOTFOUND, or
@@ -479,9 +524,9 @@ static void event_text(const weft_event *ev, char *out, size_t cap)
         return;
     case WEFT_EV_SKEW:
         if (msg[0]) {
-            snprintf(out, cap, "skewed (its clock is ahead): %s", msg);
+            snprintf(out, cap, "skewed: %s", msg); /* names the peer and which clock is off */
         } else {
-            snprintf(out, cap, "skewed: %" PRIu64 " op%s deferred (its clock is ahead)", ev->ops,
+            snprintf(out, cap, "skewed: %" PRIu64 " op%s deferred by the drift horizon", ev->ops,
                      ev->ops == 1 ? "" : "s");
         }
         return;
@@ -603,16 +648,15 @@ int weft__cli_serve(const weft_cli *cli)
 /* State of one `weft sync` run. */
 typedef struct syncer {
     const char *name;
-    weft_peer_status first; /* as persisted before the start */
-    weft_peer_status peer;  /* latest: persisted, then the engine's live status */
-    weft_peer_state state;  /* last state seen */
-    int reached;            /* 1 once the session got past connecting */
-    int tty;                /* stderr is a terminal: progress bar */
-    uint64_t pending;       /* ops left to send, from the last progress event */
-    uint64_t moved;         /* ops moved either way, summed from progress events */
+    weft_peer_status peer; /* latest: persisted, then the engine's live status */
+    weft_peer_state state; /* last state seen */
+    int reached;           /* 1 once the session got past connecting */
+    int tty;               /* stderr is a terminal: progress bar */
+    uint64_t pending;      /* ops left to send, from the last progress event */
+    uint64_t moved;        /* ops moved either way, summed from progress events */
     uint64_t last_print_ms;
-    int bar_shown;       /* a bar line is on screen without its newline */
-    uint64_t skew_since; /* when the clock offset was first seen beyond the horizon */
+    int bar_shown;            /* a bar line is on screen without its newline */
+    weft_sync_health at_live; /* the engine's totals when the peer was first seen LIVE */
 } syncer;
 
 static void bar_end(syncer *y)
@@ -676,8 +720,12 @@ static void ev_cause(const syncer *y, const weft_event *ev, char *out, size_t ca
         what = "unreachable";
     }
     if (ev->kind == WEFT_EV_SKEW) {
-        snprintf(out, cap, "%s: %" PRIu64 " op%s deferred, a clock is beyond the drift horizon: %s",
-                 what, ev->ops, ev->ops == 1 ? "" : "s", msg);
+        snprintf(out, cap,
+                 "%s: %s (a clock is more than %u min off: fix it; the ops wait, none "
+                 "is lost)",
+                 what, msg, (unsigned)(WEFT_DEFAULT_DRIFT_MS / 60000));
+    } else if (ev->kind == WEFT_EV_STATE && ev->state == WEFT_PEER_IDLE) {
+        snprintf(out, cap, "closed by %s before we were caught up: %s", y->name, msg);
     } else if (strncmp(msg, what, strlen(what)) == 0) {
         snprintf(out, cap, "%s", msg); /* the message already names the cause */
     } else {
@@ -706,7 +754,6 @@ int weft__cli_sync(const weft_cli *cli)
         weft_store_close(&s);
         return status;
     }
-    y.first = y.peer;
     if (!y.peer.addr[0]) {
         weft_store_close(&s);
         return weft__cli_fail(WEFT_CLI_FAIL,
@@ -721,9 +768,8 @@ int weft__cli_sync(const weft_cli *cli)
     }
     weft_sync_options opt;
     weft_sync_options_init(&opt);
-    /* The engine connects only when opt.connect is 1, and then to every
-     * peer with an address: events about the others are ignored below. */
-    opt.connect = 1;
+    /* No peer is connected to but the one weft_sync_now names below. */
+    opt.connect = 0;
     weft_sync *e = NULL;
     rc = weft_sync_start(s, &opt, &e);
     if (rc != 0) {
@@ -775,6 +821,8 @@ int weft__cli_sync(const weft_cli *cli)
                     done = 1;
                 } else if (ev.state == WEFT_PEER_ERROR && ev.error) {
                     ev_cause(&y, &ev, cause, sizeof cause);
+                } else if (ev.state == WEFT_PEER_IDLE && y.reached) {
+                    ev_cause(&y, &ev, cause, sizeof cause); /* the peer said goodbye */
                 }
                 break;
             case WEFT_EV_PROGRESS:
@@ -805,20 +853,10 @@ int weft__cli_sync(const weft_cli *cli)
                 y.peer = st[i];
             }
         }
-        /* A clock beyond the drift horizon: ops stamped ahead of the other
-         * side wait there (30 s per try) until its clock reaches them. Give
-         * the session SKEW_GRACE_MS to prove it has nothing to defer. */
-        int64_t off = y.peer.clock_offset_ms;
-        if (!done && y.reached && (off > DRIFT_MS || off < -DRIFT_MS || y.peer.skewed)) {
-            if (!y.skew_since) {
-                y.skew_since = mono_ms();
-            } else if (mono_ms() - y.skew_since > SKEW_GRACE_MS) {
-                snprintf(cause, sizeof cause,
-                         "skewed: %s's clock is %+" PRId64 " ms from ours, beyond the %u s "
-                         "drift horizon; ops stamped ahead wait until the other clock reaches "
-                         "them (fix the clock)",
-                         y.name, off, (unsigned)(DRIFT_MS / 1000));
-            }
+        if (done) {
+            /* The engine publishes its counters before each event, and it
+             * talks to this peer only: its totals are this sync's. */
+            (void)weft_sync_health_get(e, &y.at_live);
         }
     }
     if (status == WEFT_CLI_OK && !done && !cause[0]) {
@@ -837,19 +875,7 @@ int weft__cli_sync(const weft_cli *cli)
                      weft_peer_state_name(y.state));
         }
     }
-    /* The session's counts: the peer's persisted totals after the engine
-     * stopped (it folds the last counters in and persists on stop) minus
-     * those before; the engine's health totals if the store cannot say. */
-    weft_sync_health h;
-    memset(&h, 0, sizeof h);
-    (void)weft_sync_health_get(e, &h);
-    uint64_t sent0 = y.first.ops_sent, recv0 = y.first.ops_received;
-    weft_sync_stop(&e);
-    weft_peer_status fin;
-    if (find_peer(s, y.name, &fin) == 0 && fin.ops_sent >= sent0 && fin.ops_received >= recv0) {
-        h.ops_sent = fin.ops_sent - sent0;
-        h.ops_received = fin.ops_received - recv0;
-    }
+    weft_sync_stop(&e); /* says goodbye to the peer */
     close(sfd);
     weft_store_close(&s);
     bar_end(&y);
@@ -860,6 +886,6 @@ int weft__cli_sync(const weft_cli *cli)
         return weft__cli_fail(WEFT_CLI_FAIL, "sync %s: %s", y.name, cause);
     }
     printf("synced with %s: sent %" PRIu64 " ops, received %" PRIu64 " ops in %" PRIu64 " ms\n",
-           y.name, h.ops_sent, h.ops_received, mono_ms() - start);
+           y.name, y.at_live.ops_sent, y.at_live.ops_received, mono_ms() - start);
     return WEFT_CLI_OK;
 }
