@@ -13,7 +13,7 @@
  *   exponent, so 1.0 stays a float), string <-> str, true/false/null, array
  *   <-> array, object <-> map with str keys. Four one-key objects are
  *   reserved: {"$bin":"<base64>"} for bin, {"$u64":"<decimal>"} for
- *   integers above INT64_MAX, {"$f64":"nan"|"inf"|"-inf"} for non-finite
+ *   integers above INT64_MAX, {"$f64":"nan"|"nan:<bits>"|"inf"|"-inf"} for non-finite
  *   floats and {"$map":[[k,v],...]} for maps JSON cannot spell (a non-str
  *   key, a repeated key, or a single key that is itself reserved).
  *
@@ -24,6 +24,7 @@
  *      real of the document reads back bit for bit.
  * Thread-safety: single-threaded program; the functions keep no state.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -37,6 +38,9 @@
 #include <weft/weft.h>
 
 #include "cli.h"
+
+/* The plain quiet NaN, the only one spelled {"$f64":"nan"}. */
+#define QUIET_NAN_BITS UINT64_C(0x7ff8000000000000)
 
 #define MP_DEPTH_MAX 64u /* msgpack nesting accepted on output; the store allows 32 */
 
@@ -148,14 +152,23 @@ static int pack_reserved(msgpack_packer *pk, const char *key, const json_t *v, u
     if (strcmp(key, "$f64") == 0) {
         const char *s = json_is_string(v) ? json_string_value(v) : "";
         double d;
+        uint64_t bits;
+        char *end = NULL;
         if (strcmp(s, "nan") == 0) {
-            d = NAN;
+            bits = QUIET_NAN_BITS;
+            memcpy(&d, &bits, sizeof d);
+        } else if (strncmp(s, "nan:", 4) == 0 && strlen(s) == 20 && isxdigit((unsigned char)s[4]) &&
+                   (bits = strtoull(s + 4, &end, 16), end == s + 20) &&
+                   (bits & UINT64_C(0x7ff0000000000000)) == UINT64_C(0x7ff0000000000000) &&
+                   (bits & UINT64_C(0x000fffffffffffff)) != 0) {
+            memcpy(&d, &bits, sizeof d);
         } else if (strcmp(s, "inf") == 0) {
             d = INFINITY;
         } else if (strcmp(s, "-inf") == 0) {
             d = -INFINITY;
         } else {
-            seterr(err, errlen, "\"$f64\" needs \"nan\", \"inf\" or \"-inf\"");
+            seterr(err, errlen,
+                   "\"$f64\" needs \"nan\", \"nan:<16 hex digits of a NaN>\", \"inf\" or \"-inf\"");
             return -1;
         }
         return msgpack_pack_double(pk, d) ? -1 : 0;
@@ -364,7 +377,17 @@ static json_t *mp_u64(uint64_t u)
 static json_t *mp_f64(double d)
 {
     if (isnan(d)) {
-        return json_pack("{s:s}", "$f64", "nan");
+        /* NaNs differ in sign and payload bits, and a set element or a
+         * value must print as JSON that reads back as the same bytes: only
+         * the plain quiet NaN is "nan"; any other spells its bits. */
+        uint64_t bits;
+        memcpy(&bits, &d, sizeof bits);
+        if (bits == QUIET_NAN_BITS) {
+            return json_pack("{s:s}", "$f64", "nan");
+        }
+        char s[24];
+        snprintf(s, sizeof s, "nan:%016" PRIx64, bits);
+        return json_pack("{s:s}", "$f64", s);
     }
     if (isinf(d)) {
         return json_pack("{s:s}", "$f64", d > 0 ? "inf" : "-inf");
@@ -413,7 +436,10 @@ static json_t *mp_map(mp_in *in, size_t n, unsigned depth)
             json_decref(pairs);
             return NULL;
         }
-        all_str &= json_is_string(k);
+        /* A key with a NUL byte is a str JSON could spell ("\u0000") but
+         * that jansson objects (and so `weft put`) refuse: use "$map". */
+        all_str &= json_is_string(k) &&
+                   memchr(json_string_value(k), '\0', json_string_length(k)) == NULL;
     }
     if (!pairs) {
         seterr(in->err, in->errlen, "out of memory");
