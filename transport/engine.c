@@ -386,17 +386,23 @@ static void emit_msg(weft_sync *e, weft_event_kind kind, const epeer *p, weft_pe
 
 /* ================================================================ status */
 
-/* Pending ops/bytes to @p p from its persisted acknowledged vector. */
-static void refresh_pending(weft_store *s, weft_peer_status *st)
+/* Pending ops/bytes to @p p from its persisted acknowledged vector,
+ * merged with @p mem (a live session's, newer; NULL if none). */
+static void refresh_pending(weft_store *s, weft_peer_status *st, const weft_vv *mem)
 {
     weft_txn *t = NULL;
     if (weft_txn_begin(s, WEFT_TXN_RDONLY, &t) != 0) {
         return;
     }
     weft_vv *vv = NULL;
-    uint64_t ops, bytes;
-    if (weft__peer_acked_get(t, st->public_key, &vv) == 0 &&
-        weft__store_pending(t, vv, &ops, &bytes) == 0) {
+    uint64_t ops, bytes, dev, hlc;
+    int rc = weft__peer_acked_get(t, st->public_key, &vv);
+    for (size_t i = 0; rc == 0 && mem != NULL && i < weft_vv_count(mem); i++) {
+        if (weft_vv_entry(mem, i, &dev, &hlc) == 0 && hlc > weft_vv_get(vv, dev)) {
+            rc = weft_vv_set(vv, dev, hlc);
+        }
+    }
+    if (rc == 0 && weft__store_pending(t, vv, &ops, &bytes) == 0) {
         st->pending_ops = ops;
         st->pending_bytes = bytes;
     }
@@ -424,7 +430,8 @@ static void set_state(weft_sync *e, epeer *p, weft_peer_state st, bool announced
     p->st.state = st;
     p->dirty = true;
     e->pub_dirty = true;
-    refresh_pending(e->store, &p->st);
+    const weft_vv *mem = weft__session_acked(p->out.ss);
+    refresh_pending(e->store, &p->st, mem != NULL ? mem : weft__session_acked(p->in.ss));
     if (!announced) {
         weft_event ev;
         memset(&ev, 0, sizeof ev);
@@ -489,8 +496,9 @@ static void persist(weft_sync *e, bool force)
     bool any = false;
     for (size_t i = 0; i < e->npeers && !any; i++) {
         epeer *p = e->peers[i];
-        any = !p->gone && p->dirty &&
-              (force || p->state_dirty || now - p->persisted_mono >= PERSIST_MS);
+        bool due = force || p->state_dirty || now - p->persisted_mono >= PERSIST_MS;
+        any = !p->gone && due &&
+              (p->dirty || weft__session_unsaved(p->out.ss) || weft__session_unsaved(p->in.ss));
     }
     if (!any) {
         return;
@@ -502,8 +510,18 @@ static void persist(weft_sync *e, bool force)
     uint64_t wall = wall_ms();
     for (size_t i = 0; i < e->npeers; i++) {
         epeer *p = e->peers[i];
-        if (p->gone || !p->dirty ||
-            !(force || p->state_dirty || now - p->persisted_mono >= PERSIST_MS)) {
+        if (p->gone || !(force || p->state_dirty || now - p->persisted_mono >= PERSIST_MS)) {
+            continue;
+        }
+        /* What the peer acknowledged: sessions keep it in memory (a durable
+         * commit per ACK would double the fsyncs of a sync). */
+        int src = weft__session_save(p->out.ss, t);
+        src = src ? src : weft__session_save(p->in.ss, t);
+        if (src != 0 && src != WEFT_ENOTFOUND) {
+            weft_txn_abort(&t);
+            return;
+        }
+        if (!p->dirty) {
             continue;
         }
         if ((p->out.ss != NULL && weft__session_caught_up(p->out.ss)) ||
@@ -615,6 +633,14 @@ static void link_close(weft_sync *e, epeer *p, elink *lk, int linger)
 {
     if (lk->ss != NULL) {
         fold_stats(e, p, lk);
+        if (weft__session_unsaved(lk->ss)) {
+            weft_txn *t = NULL;
+            if (weft_txn_begin(e->store, 0, &t) == 0 && weft__session_save(lk->ss, t) == 0 &&
+                weft_txn_commit(&t) != 0) {
+                /* lost: relearnt from the peer's next HELLO */
+            }
+            weft_txn_abort(&t);
+        }
         weft__session_destroy(&lk->ss);
     }
     if (lk->outbound) {
@@ -1830,7 +1856,8 @@ int weft_sync_status(weft_sync *e, weft_peer_status *out, size_t cap, size_t *n)
     *n = e->npub;
     pthread_mutex_unlock(&e->mu);
     for (size_t i = 0; i < k; i++) {
-        refresh_pending(e->store, &out[i]); /* exact, from the acknowledged vector */
+        /* exact as persisted: at most one status tick behind a live session */
+        refresh_pending(e->store, &out[i], NULL);
     }
     return 0;
 }

@@ -91,7 +91,8 @@ struct weft__session {
     bool pending_known;
     bool reached_live;
     weft_vv *sent;      /* the peer holds or has been sent everything up to this */
-    weft_vv *acked;     /* cache of the persisted acknowledged vector */
+    weft_vv *acked;     /* the peer's acknowledged vector: exact, in memory */
+    bool acked_dirty;   /* acked holds more than the store (weft__session_save) */
     weft_vv *ours;      /* our vector at the last look */
     weft_vv *peer_vv;   /* the peer's vector as last reported (HELLO, ACK, DONE) */
     weft_vv *peer_done; /* its vector at its last DONE; NULL before */
@@ -273,7 +274,8 @@ static int persist_live(weft__session *ss, uint64_t now)
         st.skewed = 0; /* caught up both ways: nothing is deferred either way */
         st.syncs++;
         st.last_duration_ms = now - ss->stats.started_ms;
-        if ((rc = weft__peer_status_put(t, ss->cfg.peer_key, &st)) == 0) {
+        if ((rc = weft__peer_status_put(t, ss->cfg.peer_key, &st)) == 0 &&
+            (rc = weft__session_save(ss, t)) == 0) {
             rc = weft_txn_commit(&t);
         }
     }
@@ -399,6 +401,28 @@ void weft__session_destroy(weft__session **self_p)
     *self_p = NULL;
 }
 
+int weft__session_save(weft__session *ss, weft_txn *t)
+{
+    if (ss == NULL || !ss->acked_dirty || ss->acked == NULL) {
+        return 0;
+    }
+    int rc = weft__peer_acked_merge(t, ss->cfg.peer_key, ss->acked);
+    if (rc == 0) {
+        ss->acked_dirty = false;
+    }
+    return rc;
+}
+
+bool weft__session_unsaved(const weft__session *ss)
+{
+    return ss != NULL && ss->acked_dirty;
+}
+
+const weft_vv *weft__session_acked(const weft__session *ss)
+{
+    return ss != NULL && ss->hello_in ? ss->acked : NULL;
+}
+
 /* ---------------------------------------------------------------- receiving */
 
 static int on_hello(weft__session *ss, weft__msg *m, uint64_t now)
@@ -416,13 +440,18 @@ static int on_hello(weft__session *ss, weft__msg *m, uint64_t now)
                           "HELLO names device %016llx, the peer key's device is %016llx",
                           (unsigned long long)m->device, (unsigned long long)ss->peer_device);
     }
+    /* The HELLO vector is what the peer holds: merge it into the
+     * acknowledged vector in memory; weft__session_save persists it with the
+     * session's next write (no durable commit on the handshake's path). */
     weft_txn *t = NULL;
     weft_vv *acked = NULL;
-    int rc = weft_txn_begin(ss->s, 0, &t);
-    rc = rc ? rc : weft__peer_acked_merge(t, ss->cfg.peer_key, m->vv);
+    int rc = weft_txn_begin(ss->s, WEFT_TXN_RDONLY, &t);
     rc = rc ? rc : weft__peer_acked_get(t, ss->cfg.peer_key, &acked);
-    rc = rc ? rc : weft_txn_commit(&t);
     weft_txn_abort(&t);
+    if (rc == 0 && !vv_le(m->vv, acked)) {
+        rc = vv_merge(acked, m->vv);
+        ss->acked_dirty = true;
+    }
     if (rc == 0) {
         weft_vv_destroy(&ss->sent);
         rc = vv_copy(m->vv, &ss->sent);
@@ -477,6 +506,7 @@ static int on_ops(weft__session *ss, weft__msg *m, uint64_t now)
         } else if (rc == 0) {
             conf1 = t->conflicts;
             rc = weft__peer_acked_merge(t, ss->cfg.peer_key, bv);
+            rc = rc ? rc : weft__session_save(ss, t); /* unsaved ACKs ride along */
             rc = rc ? rc : weft_store_vv(t, &vv);
             if (rc == 0 && res.deferred > 0) {
                 weft_peer_status st;
@@ -607,18 +637,21 @@ static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
     } else if (m->status == WEFT__ACK_APPLIED && m->seq > ss->rewind_seq) {
         ss->stats.skew_out = 0; /* sent after any rewind, applied in full */
     }
-    if (!vv_le(m->vv, ss->acked) || deferred_now) {
+    /* The acknowledgement is kept exact in memory and persisted lazily
+     * (weft__session_save: the engine's tick, session close, the first
+     * LIVE): a durable commit per ACK would double the sender's fsyncs. Lost
+     * on a crash, it is relearnt from the peer's next HELLO. */
+    if (!vv_le(m->vv, ss->acked)) {
+        rc = vv_merge(ss->acked, m->vv);
+        ss->acked_dirty = true;
+    }
+    if (rc == 0 && deferred_now) {
         weft_txn *t = NULL;
         rc = weft_txn_begin(ss->s, 0, &t);
-        if (rc == 0 && !vv_le(m->vv, ss->acked)) {
-            rc = weft__peer_acked_merge(t, ss->cfg.peer_key, m->vv);
-        }
-        if (rc == 0 && deferred_now) {
-            rc = record_deferred(ss, t, m->vv, &ndeferred);
-        }
+        rc = rc ? rc : record_deferred(ss, t, m->vv, &ndeferred);
+        rc = rc ? rc : weft__session_save(ss, t);
         rc = rc ? rc : weft_txn_commit(&t);
         weft_txn_abort(&t);
-        rc = rc ? rc : vv_merge(ss->acked, m->vv);
     }
     rc = rc ? rc : vv_merge(ss->peer_vv, m->vv);
     if (rc != 0) {

@@ -20,7 +20,8 @@
  *      WEFT__MSG_MAX bytes, and follows the ordering rules of protocol.md.
  *   2. A session applies each OPS batch in one write transaction together
  *      with the peer's acknowledged vector (weft__peer_acked_merge), and
- *      emits the ACK only after that transaction committed.
+ *      emits the ACK only after that transaction committed. ACKs it receives
+ *      are kept exact in memory and persisted lazily (weft__session_save).
  *   3. A session never holds more than WEFT__WINDOW unacknowledged OPS
  *      batches, so its memory is bounded whatever the backlog.
  *   4. weft__msg_decode allocates at most O(WEFT__BATCH_OPS) before it has
@@ -189,6 +190,21 @@ bool weft__session_caught_up(const weft__session *ss);
 uint64_t weft__session_deadline(const weft__session *ss);
 
 const weft__session_stats *weft__session_stats_get(const weft__session *ss);
+
+/** Persist, in the write transaction @p t, what the peer acknowledged that
+ * the store does not have yet (ACKs are kept in memory: a durable commit per
+ * ACK would double the sender's fsyncs). The engine calls it on its status
+ * tick and before destroying a session. If @p t then fails to commit, the
+ * vector is relearnt from the peer's next HELLO (pending is over-reported
+ * meanwhile, never under). 0 or an error of weft__peer_acked_merge. */
+int weft__session_save(weft__session *ss, weft_txn *t);
+
+/** True when weft__session_save has something to write. */
+bool weft__session_unsaved(const weft__session *ss);
+
+/** The peer's acknowledged vector as this session knows it (exact, newer
+ * than the persisted one), or NULL before the peer's HELLO. Borrowed. */
+const weft_vv *weft__session_acked(const weft__session *ss);
 
 /* ================================================================ peers.c */
 

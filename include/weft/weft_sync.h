@@ -21,7 +21,9 @@
  *   1. A received batch is applied atomically together with the peer's
  *      acknowledged vector; nothing is acknowledged before it is durable.
  *   2. pending_ops counts exactly the ops this store holds that the peer has
- *      not acknowledged (from the persisted acknowledged vector).
+ *      not acknowledged, as persisted: a running session persists
+ *      acknowledgements on the engine's 1 s status tick, so the count is at
+ *      most that far behind (and over-, never under-reports).
  *   3. Clients whose key is not in the peer list never get past the handshake.
  *   4. Status and health are published before each event is delivered: a
  *      consumer reading weft_sync_status / weft_sync_health_get on an event

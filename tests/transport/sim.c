@@ -161,6 +161,30 @@ static void account(sim_link *l)
     }
 }
 
+/* Persist what a session holds of its peer's acknowledgements, as the
+ * engine does on its status tick and before destroying a session. */
+static void save_session(sim *m, int ni, weft__session *ss)
+{
+    if (!weft__session_unsaved(ss)) {
+        return;
+    }
+    weft_txn *t = NULL;
+    cr_assert_eq(weft_txn_begin(m->node[ni].s, 0, &t), 0, "%s", weft_last_error());
+    cr_assert_eq(weft__session_save(ss, t), 0, "%s", weft_last_error());
+    cr_assert_eq(weft_txn_commit(&t), 0, "%s", weft_last_error());
+}
+
+static void save_all(sim *m)
+{
+    for (int i = 0; i < m->nlinks; i++) {
+        sim_link *l = &m->link[i];
+        if (l->up) {
+            save_session(m, l->a, l->sa);
+            save_session(m, l->b, l->sb);
+        }
+    }
+}
+
 void sim_cut(sim *m, int li)
 {
     sim_link *l = &m->link[li];
@@ -170,6 +194,8 @@ void sim_cut(sim *m, int li)
     account(l);
     drain_events(&m->node[l->a], l->sa);
     drain_events(&m->node[l->b], l->sb);
+    save_session(m, l->a, l->sa);
+    save_session(m, l->b, l->sb);
     weft__session_destroy(&l->sa);
     weft__session_destroy(&l->sb);
     q_clear(&l->ab);
@@ -412,11 +438,13 @@ bool sim_run(sim *m, uint64_t max_steps)
     for (uint64_t i = 0; i < max_steps; i++) {
         poll_all(m);
         if (sim_quiet(m)) {
+            save_all(m);
             return true;
         }
         sim_step(m);
     }
     poll_all(m);
+    save_all(m);
     return sim_quiet(m);
 }
 
