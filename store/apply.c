@@ -10,12 +10,19 @@
  *   ops        id -> payload (MDB_APPEND: an op we apply is always beyond
  *              the device's chain, and a local op beyond every id)
  *   by_device  device -> hlc (MDB_APPENDDUP, same reason)
- *   fields / conflicts     SET INC ADD REM: merge into the field state
+ *   fields / conflicts     SET INC ADD REM: merge into the field state;
+ *              one search of `fields` per op: a cursor positioned by the
+ *              load is written through with MDB_CURRENT, and a key after
+ *              the db's last is known absent without a search. (Not
+ *              MDB_APPEND: LMDB already packs pages on ascending inserts,
+ *              and appending made mixed-order inserts pack worse, see
+ *              docs/performance.md.)
  *   counters               INC above the tombstone: one row (field key | id
  *              -> delta); the field's record keeps only the rows' summary
  *   entities / fields / conflicts / counters  DEL: raise the tombstone,
  *              prune fields, delete the counter rows it hides
- *   vv cache, meta counts  written by weft__store_flush at commit
+ *   vv cache, conflict count  in memory only: derived from by_device and
+ *              conflicts, which step 2 and 3 write (nothing is flushed)
  *
  * Counter rows cost O(log n) per increment and O(rows removed) per delete
  * (a row is removed at most once, so deletes are amortised O(1) per
@@ -32,14 +39,19 @@
  * Invariants:
  *   1. For each device the log holds a prefix of its chain: an op is applied
  *      only when its dprev equals vv[device] (or it is local and newest).
- *   2. vv[d] is the greatest hlc of d in `ops` and in `by_device`.
+ *   2. vv[d] is the greatest hlc of d in `ops` and in `by_device`: in a read
+ *      txn it is read as by_device's last dup of d, in a write txn the
+ *      cache loaded that way at begin is kept in step by every apply.
  *   3. `conflicts` holds exactly the fields whose state has > 1 head and
  *      t->conflicts counts them.
  *   4. weft_apply leaves no trace of a failed batch: it runs in a nested MDB
  *      txn (which also holds its counter rows) and restores the vv cache,
- *      meta counts and journal length.
+ *      conflict count and journal length.
  *   5. A field's `counters` rows are its INCs above the tombstone; its
  *      record's counter summary is their sum, count and greatest id.
+ *   6. t->lastkey, when known, is >= the greatest key of `fields` in the
+ *      current MDB txn (equal unless that key was deleted or a nested txn
+ *      was aborted), so a key above it is absent.
  * Thread-safety: one thread at a time per txn; the store's clock is touched
  * only by the write txn holder (under write_mu).
  */
@@ -99,57 +111,134 @@ int weft__store_vv_set(weft_txn *t, uint64_t device, uint64_t hlc)
         t->vv[i].device = device;
     }
     t->vv[i].hlc = hlc;
-    t->vv[i].dirty = true;
     return 0;
 }
 
-static uint64_t meta_u64(weft_txn *t, const char *name)
+int weft__store_vv_each(weft_txn *t, int (*fn)(void *user, uint64_t device, uint64_t hlc),
+                        void *user)
 {
-    MDB_val k = {strlen(name), (void *)name}, v;
-    if (mdb_get(t->txn, t->s->dbi[WEFT__DB_META], &k, &v) == 0 && v.mv_size == 8) {
-        return weft__be64_get(v.mv_data);
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_BY_DEVICE], &c);
+    if (rc != 0) {
+        return weft__store_mdb_err(rc, "reading the version vector");
     }
-    return 0;
+    /* Each device's first dup (MDB_FIRST / MDB_NEXT_NODUP), then its last
+     * (MDB_LAST_DUP): O(devices * log ops), whatever the log's length. */
+    MDB_val k, v;
+    int mrc;
+    rc = 0;
+    for (mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT_NODUP)) {
+        if ((mrc = mdb_cursor_get(c, &k, &v, MDB_LAST_DUP)) != 0) {
+            break;
+        }
+        uint64_t hlc;
+        if (k.mv_size != 8 || v.mv_size != 8 || (hlc = weft__be64_get(v.mv_data)) == 0) {
+            rc = weft__err(WEFT_ECORRUPT, "device index record of %zu/%zu bytes or hlc 0",
+                           k.mv_size, v.mv_size);
+            break;
+        }
+        if ((rc = fn(user, weft__be64_get(k.mv_data), hlc)) != 0) {
+            break;
+        }
+    }
+    mdb_cursor_close(c);
+    if (rc == 0 && mrc != MDB_NOTFOUND) {
+        rc = weft__store_mdb_err(mrc, "reading the version vector");
+    }
+    return rc;
+}
+
+static int wstate_add(void *user, uint64_t device, uint64_t hlc)
+{
+    weft_txn *t = user;
+    int rc = vv_reserve(t);
+    if (rc == 0) { /* by_device is sorted by device: append */
+        t->vv[t->nvv].device = device;
+        t->vv[t->nvv].hlc = hlc;
+        t->nvv++;
+    }
+    return rc;
 }
 
 int weft__store_wstate_load(weft_txn *t)
 {
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_VV], &c);
-    if (rc != 0) {
-        return weft__store_mdb_err(rc, "reading the version vector");
-    }
     t->nvv = 0;
-    uint64_t max = 0;
-    MDB_val k, v;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 8 || v.mv_size != 8) {
-            mdb_cursor_close(c);
-            return weft__err(WEFT_ECORRUPT, "version vector record of %zu/%zu bytes", k.mv_size,
-                             v.mv_size);
-        }
-        if ((rc = vv_reserve(t)) != 0) {
-            mdb_cursor_close(c);
-            return rc;
-        }
-        weft__vvent *e = &t->vv[t->nvv++];
-        e->device = weft__be64_get(k.mv_data);
-        e->hlc = weft__be64_get(v.mv_data);
-        e->dirty = false;
-        max = e->hlc > max ? e->hlc : max;
+    weft__store_wcache_reset(t);
+    int rc = weft__store_vv_each(t, wstate_add, t);
+    if (rc != 0) {
+        return rc;
     }
-    mdb_cursor_close(c);
-    if (rc != MDB_NOTFOUND) {
-        return weft__store_mdb_err(rc, "reading the version vector");
+    MDB_stat st;
+    if ((rc = mdb_stat(t->txn, t->s->dbi[WEFT__DB_CONFLICTS], &st)) != 0) {
+        return weft__store_mdb_err(rc, "counting conflicts");
     }
-    t->ops = t->ops0 = meta_u64(t, "ops");
-    t->conflicts = t->conflicts0 = meta_u64(t, "conflicts");
-    t->last_hlc = t->last_hlc0 = meta_u64(t, "last_hlc");
+    t->conflicts = st.ms_entries;
     /* Another process (or an earlier run) may have issued or received later
-     * stamps: the clock must start above all of them. */
-    weft__hlc_floor(&t->s->clock, max > t->last_hlc ? max : t->last_hlc);
+     * stamps: the clock must start above all of them. Every stamp this
+     * device issued that reached the store is an op in the log, so its vv
+     * entry is the last one issued (what last_hlc used to persist). */
+    uint64_t max = 0;
+    for (size_t i = 0; i < t->nvv; i++) {
+        max = t->vv[i].hlc > max ? t->vv[i].hlc : max;
+    }
+    weft__hlc_floor(&t->s->clock, max);
     return 0;
+}
+
+/* ---- the greatest key of `fields` ---- */
+
+void weft__store_wcache_reset(weft_txn *t)
+{
+    t->lastkey_known = false;
+}
+
+/* LMDB's default key order (mdb_cmp_memn): bytes, then the shorter first. */
+static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c != 0 ? c : (al > bl) - (al < bl);
+}
+
+/* Does key[0..len) sort after every key of `fields` in the MDB txn (so that
+ * it is certainly absent)? Looks the last key up once per MDB txn. Never
+ * fails: if the lookup cannot be made (memory), the answer is false, which
+ * costs a search, never correctness. */
+static bool after_last(weft_txn *t, const uint8_t *key, size_t len)
+{
+    if (!t->lastkey_known) {
+        MDB_cursor *c;
+        MDB_val k, v;
+        if (mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_FIELDS], &c) != 0) {
+            return false;
+        }
+        int mrc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+        weft__buf_reset(&t->lastkey);
+        bool ok = mrc == MDB_NOTFOUND ||
+                  (mrc == 0 && weft__buf_put(&t->lastkey, k.mv_data, k.mv_size) == 0);
+        mdb_cursor_close(c);
+        if (!ok) {
+            weft__err_clear();
+            return false;
+        }
+        t->lastkey_known = true;
+        t->lastkey_none = mrc == MDB_NOTFOUND;
+    }
+    return t->lastkey_none || key_cmp(key, len, t->lastkey.ptr, t->lastkey.len) > 0;
+}
+
+/* A record was inserted at key[0..len): it may be the new last key. */
+static void last_update(weft_txn *t, const uint8_t *key, size_t len)
+{
+    if (t->lastkey_known && after_last(t, key, len)) {
+        weft__buf_reset(&t->lastkey);
+        if (weft__buf_put(&t->lastkey, key, len) != 0) {
+            weft__err_clear();
+            t->lastkey_known = false;
+        } else {
+            t->lastkey_none = false;
+        }
+    }
 }
 
 /* ---- keys and field state ---- */
@@ -172,22 +261,54 @@ int weft__store_key(weft__buf *b, weft_bytes coll, weft_bytes entity, weft_bytes
     return 0;
 }
 
+int weft__store_fcur_open(weft_txn *t)
+{
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_FIELDS], &t->fcur);
+    if (rc != 0) {
+        t->fcur = NULL;
+        return weft__store_mdb_err(rc, "opening a cursor");
+    }
+    t->fs_ready = false;
+    return 0;
+}
+
+void weft__store_fcur_close(weft_txn *t)
+{
+    if (t->fcur != NULL) {
+        mdb_cursor_close(t->fcur);
+        t->fcur = NULL;
+    }
+    t->fs_ready = false;
+}
+
 int weft__store_fstate_load(weft_txn *t, const weft__buf *key, bool *found)
 {
     MDB_val k = {key->len, key->ptr}, v;
-    int rc = mdb_get(t->txn, t->s->dbi[WEFT__DB_FIELDS], &k, &v);
+    int rc;
+    t->fs_ready = false;
+    if (t->fcur == NULL) {
+        rc = mdb_get(t->txn, t->s->dbi[WEFT__DB_FIELDS], &k, &v);
+    } else if (after_last(t, key->ptr, key->len)) {
+        rc = MDB_NOTFOUND; /* a new key after every other: no search */
+    } else {
+        rc = mdb_cursor_get(t->fcur, &k, &v, MDB_SET);
+    }
     if (rc == MDB_NOTFOUND) {
         *found = false;
-        return weft__fstate_decode(NULL, 0, &t->fs); /* empties, keeps the arrays */
-    }
-    if (rc != 0) {
+        rc = weft__fstate_decode(NULL, 0, &t->fs); /* empties, keeps the arrays */
+    } else if (rc != 0) {
         return weft__store_mdb_err(rc, "reading a field");
+    } else {
+        *found = true;
+        rc = weft__store_rec_decode(v.mv_data, v.mv_size, &t->fs);
+        if (rc == WEFT_ECORRUPT || rc == WEFT_ELIMIT) {
+            return weft__err(WEFT_ECORRUPT, "stored state of field \"%.*s\" is damaged",
+                             (int)key->len, (const char *)key->ptr);
+        }
     }
-    *found = true;
-    rc = weft__fstate_decode(v.mv_data, v.mv_size, &t->fs);
-    if (rc == WEFT_ECORRUPT || rc == WEFT_ELIMIT) {
-        return weft__err(WEFT_ECORRUPT, "stored state of field \"%.*s\" is damaged", (int)key->len,
-                         (const char *)key->ptr);
+    if (rc == 0 && t->fcur != NULL) {
+        t->fs_ready = true;
+        t->fs_found = *found;
     }
     return rc;
 }
@@ -225,15 +346,19 @@ static int conflict_mark(weft_txn *t, const uint8_t *key, size_t len, bool befor
     return 0;
 }
 
-/* Write the state in t->fs (encoded into t->val) back at key. */
-static int field_write(weft_txn *t, const uint8_t *key, size_t klen, bool found)
+/* Write the state in t->fs (encoded into t->val) back at key, through @p c,
+ * a cursor on `fields` that is positioned on the record when @p found (so
+ * the write does not search again). */
+static int field_write(weft_txn *t, MDB_cursor *c, const uint8_t *key, size_t klen, bool found)
 {
     MDB_val k = {klen, (void *)key}, v = {t->val.len, t->val.ptr};
     int rc;
     if (t->val.len == 0) {
-        rc = found ? mdb_del(t->txn, t->s->dbi[WEFT__DB_FIELDS], &k, NULL) : 0;
-    } else {
-        rc = mdb_put(t->txn, t->s->dbi[WEFT__DB_FIELDS], &k, &v, 0);
+        rc = found ? mdb_cursor_del(c, 0) : 0;
+    } else if (found) {
+        rc = mdb_cursor_put(c, &k, &v, MDB_CURRENT);
+    } else if ((rc = mdb_cursor_put(c, &k, &v, 0)) == 0) {
+        last_update(t, key, klen);
     }
     return rc ? weft__store_mdb_err(rc, "writing a field") : 0;
 }
@@ -314,7 +439,7 @@ static int prune_entity(weft_txn *t, weft_id tomb)
     int mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     rc = 0;
     while (mrc == 0 && k.mv_size > plen && memcmp(k.mv_data, t->key.ptr, plen) == 0) {
-        if ((rc = weft__fstate_decode(v.mv_data, v.mv_size, &t->fs)) != 0) {
+        if ((rc = weft__store_rec_decode(v.mv_data, v.mv_size, &t->fs)) != 0) {
             rc = rc == WEFT_ENOMEM ? rc : weft__err(WEFT_ECORRUPT, "damaged field state");
             break;
         }
@@ -340,11 +465,11 @@ static int prune_entity(weft_txn *t, weft_id tomb)
             continue;
         }
         weft__buf_reset(&t->val);
-        if ((rc = weft__fstate_encode(&t->fs, &t->val)) != 0) {
+        if ((rc = weft__store_rec_encode(&t->fs, &t->val)) != 0) {
             break;
         }
         t->wrote = true;
-        if ((rc = field_write(t, t->key2.ptr, t->key2.len, true)) != 0 ||
+        if ((rc = field_write(t, c, t->key2.ptr, t->key2.len, true)) != 0 ||
             (rc = conflict_mark(t, t->key2.ptr, t->key2.len, before,
                                 weft__fstate_conflict(&t->fs))) != 0) {
             break;
@@ -387,8 +512,9 @@ static int counter_put(weft_txn *t, int64_t delta)
     return rc ? weft__store_mdb_err(rc, "writing a counter row") : 0;
 }
 
-int weft__store_apply_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t len,
-                         const weft__op *op, bool local)
+/* weft__store_apply_op's body, with t->fcur open. */
+static int apply_one(weft_txn *t, weft_id id, const uint8_t *payload, size_t len,
+                     const weft__op *op, bool local)
 {
     weft_store *s = t->s;
     static const weft_bytes none = {NULL, 0};
@@ -412,9 +538,12 @@ int weft__store_apply_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t
     if (del) {
         newtomb = weft_id_cmp(id, tomb) > 0 ? id : tomb;
     } else {
-        if ((rc = weft__store_fstate_load(t, &t->key, &found)) != 0) {
+        if (t->fs_ready) { /* local_write loaded this very field: no search */
+            found = t->fs_found;
+        } else if ((rc = weft__store_fstate_load(t, &t->key, &found)) != 0) {
             return rc;
         }
+        t->fs_ready = false; /* t->fs is about to change */
         before = weft__fstate_conflict(&t->fs);
         rc = weft__fstate_apply(&t->fs, id, op, tomb);
         if (rc < 0) {
@@ -423,7 +552,7 @@ int weft__store_apply_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t
         }
         changed = rc == 1;
         weft__buf_reset(&t->val);
-        if (changed && (rc = weft__fstate_encode(&t->fs, &t->val)) != 0) {
+        if (changed && (rc = weft__store_rec_encode(&t->fs, &t->val)) != 0) {
             return rc;
         }
         if (changed && op->kind == WEFT__OP_INC) { /* the row's key */
@@ -476,7 +605,7 @@ int weft__store_apply_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t
             }
         }
     } else if (changed) {
-        if ((rc = field_write(t, t->key.ptr, t->key.len, found)) != 0 ||
+        if ((rc = field_write(t, t->fcur, t->key.ptr, t->key.len, found)) != 0 ||
             (rc = conflict_mark(t, t->key.ptr, t->key.len, before,
                                 weft__fstate_conflict(&t->fs))) != 0 ||
             (op->kind == WEFT__OP_INC && (rc = counter_put(t, op->delta)) != 0)) {
@@ -484,16 +613,28 @@ int weft__store_apply_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t
         }
     }
 
-    /* 4. The caches flushed at commit. */
+    /* 4. The vv cache (its truth, by_device, was written in step 2). */
+    (void)local;
     uint64_t have = weft__store_vv_get(t, id.device);
     if (id.hlc > have) {
         weft__store_vv_set(t, id.device, id.hlc); /* room reserved above */
     }
-    t->ops++;
-    if (local && id.hlc > t->last_hlc) {
-        t->last_hlc = id.hlc;
-    }
     return 0;
+}
+
+int weft__store_apply_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t len,
+                         const weft__op *op, bool local)
+{
+    bool own = t->fcur == NULL; /* else local_write opened it (and may have loaded) */
+    int rc = own ? weft__store_fcur_open(t) : 0;
+    if (rc == 0) {
+        rc = apply_one(t, id, payload, len, op, local);
+    }
+    if (own) {
+        weft__store_fcur_close(t);
+    }
+    t->fs_ready = false;
+    return rc;
 }
 
 /* ---- weft_apply ---- */
@@ -621,7 +762,7 @@ int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *res
             t->vv_savecap = t->nvv;
         }
         size_t nvv = t->nvv, jlen = t->journal.len;
-        uint64_t ops0 = t->ops, conf0 = t->conflicts, last0 = t->last_hlc;
+        uint64_t conf0 = t->conflicts;
         if (nvv > 0) {
             memcpy(t->vv_save, t->vv, nvv * sizeof *t->vv);
         }
@@ -649,9 +790,7 @@ int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *res
         }
         t->nvv = nvv;
         t->journal.len = jlen;
-        t->ops = ops0;
         t->conflicts = conf0;
-        t->last_hlc = last0;
         if (rc != WEFT__EMAPFULL) {
             if (res != NULL) {
                 res->failed_at = r.failed_at;
@@ -695,7 +834,16 @@ static void heap_down(pos *h, size_t n, size_t i)
     }
 }
 
-/* The version vector of @p t as (device, hlc) pairs in t->scratch. */
+static int snapshot_add(void *user, uint64_t device, uint64_t hlc)
+{
+    weft_txn *t = user;
+    weft__vvent e = {device, hlc};
+    t->visited++;
+    return weft__buf_put(&t->scratch, &e, sizeof e);
+}
+
+/* The version vector of @p t as (device, hlc) pairs: the write txn's cache,
+ * or derived from by_device into t->scratch. */
 static int vv_snapshot(weft_txn *t, weft__vvent **out, size_t *n)
 {
     if (!t->rdonly) {
@@ -704,28 +852,9 @@ static int vv_snapshot(weft_txn *t, weft__vvent **out, size_t *n)
         return 0;
     }
     weft__buf_reset(&t->scratch);
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_VV], &c);
+    int rc = weft__store_vv_each(t, snapshot_add, t);
     if (rc != 0) {
-        return weft__store_mdb_err(rc, "reading the version vector");
-    }
-    MDB_val k, v;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        t->visited++;
-        if (k.mv_size != 8 || v.mv_size != 8) {
-            rc = weft__err(WEFT_ECORRUPT, "version vector record of %zu/%zu bytes", k.mv_size,
-                           v.mv_size);
-            break;
-        }
-        weft__vvent e = {weft__be64_get(k.mv_data), weft__be64_get(v.mv_data), false};
-        if ((rc = weft__buf_put(&t->scratch, &e, sizeof e)) != 0) {
-            break;
-        }
-    }
-    mdb_cursor_close(c);
-    if (rc != MDB_NOTFOUND) {
-        return rc > 0 ? weft__store_mdb_err(rc, "reading the version vector") : rc;
+        return rc;
     }
     *out = (weft__vvent *)(void *)t->scratch.ptr;
     *n = t->scratch.len / sizeof(weft__vvent);

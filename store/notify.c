@@ -2,16 +2,18 @@
  * may have changed (this process or another), and the change sequence.
  *
  * The fd is an inotify instance (non-blocking, close-on-exec) watching
- * <dir>/data.mdb for IN_MODIFY | IN_CLOSE_WRITE: every commit, from any
- * process, writes that file. It is created on first use, so stores that
- * never ask for it cost no inotify instance (a per-user limit). The change
- * sequence is LMDB's last committed txn id (mdb_env_info me_last_txnid),
- * read from the shared map, so it sees other processes' commits too.
+ * <dir>/data.mdb for IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB. It is created
+ * on first use, so stores that never ask for it cost no inotify instance (a
+ * per-user limit). The change sequence is the txn id of the snapshot a new
+ * read transaction sees, so "changed" means a reader can see the change.
  *
- * An event may be drained before the commit that caused it has published
- * its meta page (data pages are written first); the meta page write then
- * raises another event, so a change is never missed, only reported on the
- * next wakeup.
+ * Why IN_ATTRIB: LMDB's last write to data.mdb in a commit (the meta page)
+ * happens before the new snapshot is published to readers (after its
+ * fsync), so a watcher woken by the commit's writes may still read the old
+ * snapshot, and no later write would wake it. Every weft commit therefore
+ * touches data.mdb's times (futimens, no fsync) after mdb_txn_commit has
+ * returned (txn.c): that last event always comes after the snapshot is
+ * readable, so a change is never missed, at worst reported one wakeup later.
  *
  * Invariants:
  *   1. s->seen_seq is the sequence last reported by weft_store_changed (the
@@ -45,7 +47,7 @@ static int ensure_fd(weft_store *s)
     int rc = 0;
     if (fd < 0) {
         rc = weft__err(WEFT_EIO, "inotify_init1: %s", strerror(errno));
-    } else if (inotify_add_watch(fd, path, IN_MODIFY | IN_CLOSE_WRITE) < 0) {
+    } else if (inotify_add_watch(fd, path, IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB) < 0) {
         rc = weft__err(WEFT_EIO, "watching %s: %s", path, strerror(errno));
         close(fd);
     } else {
@@ -92,6 +94,18 @@ static void drain(int fd)
     }
 }
 
+int weft__store_snapshot_id(weft_store *s, uint64_t *id)
+{
+    weft_txn *t = NULL;
+    int rc = weft_txn_begin(s, WEFT_TXN_RDONLY, &t);
+    if (rc != 0) {
+        return rc;
+    }
+    *id = (uint64_t)mdb_txn_id(t->txn);
+    weft_txn_abort(&t);
+    return 0;
+}
+
 int weft_store_changed(weft_store *s, uint64_t *seq)
 {
     if (s == NULL) {
@@ -101,9 +115,12 @@ int weft_store_changed(weft_store *s, uint64_t *seq)
     int rc = ensure_fd(s);
     if (rc == 0) {
         drain(s->notify_fd);
-        MDB_envinfo ei;
-        mdb_env_info(s->env, &ei);
-        uint64_t now = ei.me_last_txnid;
+        uint64_t now = 0;
+        rc = weft__store_snapshot_id(s, &now);
+        if (rc != 0) {
+            pthread_mutex_unlock(&s->notify_mu);
+            return rc;
+        }
         rc = now != s->seen_seq;
         s->seen_seq = now;
         if (seq != NULL) {

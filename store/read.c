@@ -1,5 +1,6 @@
 /* read.c - reads of the materialised state: one field, one entity, a
- * collection scan, the conflict list, the version vector.
+ * collection scan, the conflict list, the version vector (derived from
+ * by_device in a read txn, the write txn's cache otherwise).
  *
  * Keys are "coll\0entity\0field\0": every name in a key is already
  * NUL-terminated, so the names handed to callbacks point straight into the
@@ -54,7 +55,7 @@ static int key_split(const MDB_val *k, const char **coll, const char **entity, c
  * t->scratch). */
 static int field_fill(weft_txn *t, const MDB_val *v, weft_field *f)
 {
-    int rc = weft__fstate_decode(v->mv_data, v->mv_size, &t->fs);
+    int rc = weft__store_rec_decode(v->mv_data, v->mv_size, &t->fs);
     if (rc != 0) {
         return rc == WEFT_ENOMEM ? rc : weft__err(WEFT_ECORRUPT, "damaged field state");
     }
@@ -65,6 +66,10 @@ static int field_fill(weft_txn *t, const MDB_val *v, weft_field *f)
     }
     if (vis.kind == 0) {
         return weft__err(WEFT_ECORRUPT, "empty field state stored");
+    }
+    if (vis.kind == WEFT_KIND_REGISTER &&
+        (rc = weft__store_head_value(t, &t->fs.heads[t->fs.nheads - 1], &vis.value)) != 0) {
+        return rc;
     }
     f->kind = vis.kind;
     f->value = vis.value;
@@ -269,7 +274,7 @@ int weft_conflicts(weft_txn *t, const char *coll, weft_conflict_cb cb, void *use
                                    : weft__store_mdb_err(g, "listing conflicts");
             break;
         }
-        if ((rc = weft__fstate_decode(fv.mv_data, fv.mv_size, &t->fs)) != 0) {
+        if ((rc = weft__store_rec_decode(fv.mv_data, fv.mv_size, &t->fs)) != 0) {
             rc = rc == WEFT_ENOMEM ? rc : weft__err(WEFT_ECORRUPT, "damaged field state");
             break;
         }
@@ -279,9 +284,12 @@ int weft_conflicts(weft_txn *t, const char *coll, weft_conflict_cb cb, void *use
             break;
         }
         weft_head *heads = (weft_head *)(void *)t->scratch.ptr;
-        for (uint32_t i = 0; i < nh; i++) { /* newest first */
+        for (uint32_t i = 0; i < nh && rc == 0; i++) { /* newest first */
             heads[i].id = t->fs.heads[nh - 1 - i].id;
-            heads[i].value = t->fs.heads[nh - 1 - i].value;
+            rc = weft__store_head_value(t, &t->fs.heads[nh - 1 - i], &heads[i].value);
+        }
+        if (rc != 0) {
+            break;
         }
         cf.heads = heads;
         cf.nheads = nh;
@@ -299,6 +307,11 @@ int weft_conflicts(weft_txn *t, const char *coll, weft_conflict_cb cb, void *use
         return rc;
     }
     return count > 0x7fffffffL ? 0x7fffffff : (int)count;
+}
+
+static int vv_add(void *user, uint64_t device, uint64_t hlc)
+{
+    return weft_vv_set(user, device, hlc);
 }
 
 int weft_store_vv(weft_txn *t, weft_vv **out)
@@ -319,25 +332,7 @@ int weft_store_vv(weft_txn *t, weft_vv **out)
             rc = weft_vv_set(vv, t->vv[i].device, t->vv[i].hlc);
         }
     } else {
-        MDB_cursor *c;
-        if ((rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_VV], &c)) != 0) {
-            weft_vv_destroy(&vv);
-            return weft__store_mdb_err(rc, "reading the version vector");
-        }
-        MDB_val k, v;
-        int mrc;
-        for (mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0 && rc == 0;
-             mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-            if (k.mv_size != 8 || v.mv_size != 8) {
-                rc = weft__err(WEFT_ECORRUPT, "damaged version vector record");
-                break;
-            }
-            rc = weft_vv_set(vv, weft__be64_get(k.mv_data), weft__be64_get(v.mv_data));
-        }
-        mdb_cursor_close(c);
-        if (rc == 0 && mrc != MDB_NOTFOUND) {
-            rc = weft__store_mdb_err(mrc, "reading the version vector");
-        }
+        rc = weft__store_vv_each(t, vv_add, vv);
     }
     if (rc != 0) {
         weft_vv_destroy(&vv);

@@ -13,14 +13,18 @@
  *      curve ZeroMQ CURVE uses) and writes the key file atomically (tmp,
  *      fsync, rename, fsync dir) before committing meta, so a committed store
  *      always has its key file.
- *   4. The key file must match meta's public key and its secret key must
- *      derive that public key (WEFT_ECORRUPT otherwise).
+ *   4. The key file must be whole and hold meta's public key (WEFT_ECORRUPT
+ *      otherwise): a memcmp. Whether its secret half derives that public key
+ *      is checked where the secret key is used, weft_store_secret_key()
+ *      (WEFT_ECORRUPT there): the scalar multiplication cost 88% of an
+ *      open's instructions, and readers never need the secret key.
  * Key file: "WEFTKEY1" | public 32 | secret 32, mode 0600.
  * Device id: first 8 bytes (big-endian) of BLAKE2b-256(public key), never 0.
  *
  * Invariants:
- *   1. A weft_store returned by open has every dbi open, device != 0 and
- *      keys that match each other and meta.
+ *   1. A weft_store returned by open has every dbi open, device != 0 and a
+ *      public key that matches meta; weft_store_secret_key() hands out the
+ *      secret key only after checking it derives that public key.
  *   2. Every error path releases what it acquired (the env, the fds, memory).
  * Thread-safety: open/close are not thread-safe on the same handle; the
  * accessors are thread-safe (they read immutable fields or use a read txn).
@@ -39,7 +43,7 @@
 
 /* clang-format off */
 static const char *const db_names[WEFT__DB_COUNT] = {
-    "ops", "by_device", "fields", "counters", "entities", "conflicts", "vv", "meta", "peers",
+    "ops", "by_device", "fields", "counters", "entities", "conflicts", "meta", "peers",
 };
 /* clang-format on */
 
@@ -207,17 +211,12 @@ static int key_read(weft_store *s)
     }
     close(fd);
     if (rc == 0) {
-        uint8_t derived[WEFT_KEY_BYTES];
         if (got != KEYFILE_BYTES || memcmp(buf, KEYFILE_MAGIC, 8) != 0) {
             rc = weft__err(WEFT_ECORRUPT, "key file %s is damaged (%zu bytes, expected %u)", path,
                            got, KEYFILE_BYTES);
         } else if (memcmp(buf + 8, s->public_key, WEFT_KEY_BYTES) != 0) {
             rc = weft__err(WEFT_ECORRUPT,
                            "key file %s does not belong to this store (public key mismatch)", path);
-        } else if (crypto_scalarmult_base(derived, buf + 8 + WEFT_KEY_BYTES) != 0 ||
-                   memcmp(derived, s->public_key, WEFT_KEY_BYTES) != 0) {
-            rc = weft__err(WEFT_ECORRUPT, "key file %s: secret key does not match its public key",
-                           path);
         } else {
             memcpy(s->secret_key, buf + 8 + WEFT_KEY_BYTES, WEFT_KEY_BYTES);
         }
@@ -298,7 +297,7 @@ static int meta_create(weft_store *s, MDB_txn *txn)
     if (rc != 0) {
         return rc;
     }
-    uint8_t b4[4], b8[8], id[16], zero[8] = {0};
+    uint8_t b4[4], b8[8], id[16];
     randombytes_buf(id, sizeof id);
     weft__be32_put(b4, WEFT__SCHEMA);
     weft__be64_put(b8, device_of(pk));
@@ -306,10 +305,7 @@ static int meta_create(weft_store *s, MDB_txn *txn)
     if ((rc = meta_put(txn, m, "schema", b4, 4)) != 0 ||
         (rc = meta_put(txn, m, "device", b8, 8)) != 0 ||
         (rc = meta_put(txn, m, "store_id", id, 16)) != 0 ||
-        (rc = meta_put(txn, m, "public_key", pk, WEFT_KEY_BYTES)) != 0 ||
-        (rc = meta_put(txn, m, "last_hlc", zero, 8)) != 0 ||
-        (rc = meta_put(txn, m, "ops", zero, 8)) != 0 ||
-        (rc = meta_put(txn, m, "conflicts", zero, 8)) != 0) {
+        (rc = meta_put(txn, m, "public_key", pk, WEFT_KEY_BYTES)) != 0) {
         return weft__store_mdb_err(rc, "writing the store's meta");
     }
     return 0;
@@ -434,6 +430,8 @@ static void store_free(weft_store *s)
     pthread_mutex_destroy(&s->write_mu);
     pthread_mutex_destroy(&s->notify_mu);
     pthread_rwlock_destroy(&s->map_lock);
+    pthread_mutex_destroy(&s->grow_mu);
+    pthread_cond_destroy(&s->grow_cv);
     sodium_memzero(s->secret_key, sizeof s->secret_key);
     weft__free(s->dir);
     weft__free(s);
@@ -460,7 +458,8 @@ static int store_alloc(const char *dir, weft_store **out)
         pthread_mutexattr_destroy(&ma);
     }
     if (!ok || pthread_mutex_init(&s->notify_mu, NULL) != 0 ||
-        pthread_rwlock_init(&s->map_lock, NULL) != 0) {
+        pthread_rwlock_init(&s->map_lock, NULL) != 0 ||
+        pthread_mutex_init(&s->grow_mu, NULL) != 0 || pthread_cond_init(&s->grow_cv, NULL) != 0) {
         /* Creating mutexes does not fail on Linux; only memory can. */
         weft__free(s->dir);
         weft__free(s);
@@ -563,9 +562,9 @@ int weft_store_open(const char *dir, const weft_options *opt, weft_store **out)
     if ((rc = setup(s, create, excl)) != 0 || (rc = key_read(s)) != 0) {
         goto fail;
     }
-    MDB_envinfo ei;
-    mdb_env_info(s->env, &ei);
-    s->seen_seq = ei.me_last_txnid;
+    if ((rc = weft__store_snapshot_id(s, &s->seen_seq)) != 0) {
+        goto fail;
+    }
     weft__free(data);
     weft__free(lock);
     *out = s;
@@ -591,22 +590,47 @@ uint64_t weft_store_device(const weft_store *s)
     return s != NULL ? s->device : 0;
 }
 
+/* The check open leaves out (store.c invariant 4). Repeated on every call
+ * rather than remembered: callers are few (the transport, once per engine),
+ * and a store without mutable state needs no lock to stay thread-safe. */
 int weft_store_secret_key(const weft_store *s, uint8_t out[WEFT_KEY_BYTES])
 {
     if (s == NULL || out == NULL) {
         return weft__err(WEFT_EINVAL, "weft_store_secret_key: store and out are required");
     }
+    uint8_t derived[WEFT_KEY_BYTES];
+    if (crypto_scalarmult_base(derived, s->secret_key) != 0 ||
+        sodium_memcmp(derived, s->public_key, WEFT_KEY_BYTES) != 0) {
+        return weft__err(WEFT_ECORRUPT, "key file %s/key: secret key does not match its public key",
+                         s->dir);
+    }
     memcpy(out, s->secret_key, WEFT_KEY_BYTES);
     return 0;
 }
 
-static uint64_t meta_u64(MDB_txn *txn, MDB_dbi m, const char *name)
+/* This device's newest op in @p txn (0 if none): its last by_device dup. */
+static uint64_t own_last_hlc(const weft_store *s, MDB_txn *txn)
 {
-    MDB_val v;
-    if (meta_get(txn, m, name, &v) == 0 && v.mv_size == 8) {
-        return weft__be64_get(v.mv_data);
+    MDB_cursor *c;
+    uint8_t kb[8];
+    weft__be64_put(kb, s->device);
+    MDB_val k = {8, kb}, v;
+    uint64_t hlc = 0;
+    if (mdb_cursor_open(txn, s->dbi[WEFT__DB_BY_DEVICE], &c) != 0) {
+        return 0;
     }
-    return 0;
+    if (mdb_cursor_get(c, &k, &v, MDB_SET) == 0 && mdb_cursor_get(c, &k, &v, MDB_LAST_DUP) == 0 &&
+        v.mv_size == 8) {
+        hlc = weft__be64_get(v.mv_data);
+    }
+    mdb_cursor_close(c);
+    return hlc;
+}
+
+static uint64_t entries(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_stat st;
+    return mdb_stat(txn, dbi, &st) == 0 ? st.ms_entries : 0;
 }
 
 int weft_store_info(weft_store *s, weft_info *out)
@@ -625,10 +649,10 @@ int weft_store_info(weft_store *s, weft_info *out)
     memcpy(info.public_key, s->public_key, WEFT_KEY_BYTES);
     memcpy(info.store_id, s->store_id, 16);
     info.schema = WEFT__SCHEMA;
-    MDB_dbi m = s->dbi[WEFT__DB_META];
-    info.ops = meta_u64(t->txn, m, "ops");
-    info.last_hlc = meta_u64(t->txn, m, "last_hlc");
-    info.conflicts = meta_u64(t->txn, m, "conflicts");
+    /* Derived, not stored (store_int.h): no write pays for them. */
+    info.ops = entries(t->txn, s->dbi[WEFT__DB_OPS]);
+    info.last_hlc = own_last_hlc(s, t->txn);
+    info.conflicts = entries(t->txn, s->dbi[WEFT__DB_CONFLICTS]);
     MDB_envinfo ei;
     MDB_stat es;
     mdb_env_info(s->env, &ei);

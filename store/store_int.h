@@ -6,10 +6,16 @@
  * On-disk layout (one LMDB environment per store directory; every integer
  * big-endian so that byte order is numeric order):
  *   ops        id (hlc 8 | device 8)          -> canonical op payload
- *   by_device  device 8 (DUPSORT|DUPFIXED)    -> hlc 8, one dup per op
- *   fields     "coll\0entity\0field\0"        -> field state record (crdt); for a
- *                                                counter only the summary
- *                                                (sum, count, newest id)
+ *   by_device  device 8 (DUPSORT|DUPFIXED)    -> hlc 8, one dup per op; its
+ *                                                last dup per device is the
+ *                                                version vector (no vv db)
+ *   fields     "coll\0entity\0field\0"        -> field state record (crdt); a
+ *                                                register value over
+ *                                                WEFT__INLINE_MAX bytes is a
+ *                                                ref to its op in `ops`
+ *                                                (record.c); for a counter
+ *                                                only the summary (sum,
+ *                                                count, newest id)
  *   counters   "coll\0entity\0field\0" | id 16 -> delta 8 (two's complement):
  *                                                one row per increment with
  *                                                an id above the entity's
@@ -18,20 +24,24 @@
  *   entities   "coll\0entity\0"               -> tombstone id 16 (deleted only)
  *   conflicts  "coll\0entity\0field\0"        -> empty; exactly the fields
  *                                                whose register has >1 head
- *   vv         device 8                       -> hlc 8 (highest held)
  *   meta       "schema" u32 (= 1), "device" u64, "store_id" 16 bytes,
- *              "public_key" 32 bytes, "last_hlc" u64, "ops" u64,
- *              "conflicts" u64
+ *              "public_key" 32 bytes; written once, at creation
  *   peers      reserved for the sync engine (raw puts via weft__txn_put)
+ * Derived, never stored: the version vector (by_device's last dups), the op
+ * count (entries of ops), the conflict count (entries of conflicts) and
+ * last_hlc (this device's vv entry). A local write so dirties at most ops,
+ * by_device and fields (plus conflicts/counters/entities when it touches
+ * them); weft__store_dump(t, "vv") synthesises the old vv db's bytes.
  * Beside data.mdb and lock.mdb the directory holds `key` (mode 0600:
  * "WEFTKEY1" | public 32 | secret 32) and `writer.lock` (an flock(2) taken by
  * every weft write transaction, see txn.c).
  *
  * Invariants:
  *   1. In a write transaction the cached version vector (weft_txn.vv) and
- *      the cached meta counters are the truth; they reach the vv and meta
- *      databases in weft__store_flush(), which runs before every commit (and
- *      before a dump), so a committed store always has them in sync.
+ *      conflict count (weft_txn.conflicts) are the truth; both are derived
+ *      state, loaded from by_device and conflicts at begin (and after a map
+ *      growth) and kept in step by apply.c, never written anywhere: the
+ *      databases they are derived from are written in the same MDB txn.
  *   2. The journal of a write transaction lists, in order, every op applied
  *      and every raw put made through it, so that replaying it on the state
  *      the transaction began from reproduces the transaction exactly. The
@@ -46,6 +56,9 @@
  *      above the entity's tombstone, and its record's counter summary is
  *      their sum, number and greatest id (apply.c keeps both in step, in the
  *      same MDB txn, so journal replay and nested-txn abort cover them).
+ *   6. A register head stored as a ref (record.c) names a SET op held in
+ *      `ops` whose value is longer than WEFT__INLINE_MAX; nothing removes
+ *      ops from the log, and compaction, when it comes, must keep heads.
  * Thread-safety: weft_store fields are immutable after open except those
  * marked with the lock that guards them; a weft_txn is one thread at a time.
  */
@@ -54,6 +67,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -62,10 +76,20 @@
 #include "../crdt/crdt_int.h"
 
 #define WEFT__SCHEMA          1u
-#define WEFT__DEFAULT_MAP     ((size_t)64 << 20)
+/* LMDB's map is address space, not disk: the file grows only with the pages
+ * used. A large default makes growth (which must wait for every txn of the
+ * process to end) rare; it still works from any size (tests start at 64 KiB). */
+#define WEFT__DEFAULT_MAP     ((size_t)1 << 30)
 #define WEFT__GROW_TIMEOUT_MS 10000
 /* MDB_MAP_FULL seen inside the store: grow the map and replay. Internal only. */
 #define WEFT__EMAPFULL        (-1000)
+
+/* Register values longer than this live only in the op log (record.c). A
+ * build may override it (-DWEFT__INLINE_MAX=4294967295u: refs off); stores
+ * written with different values are not interchangeable. */
+#ifndef WEFT__INLINE_MAX
+#define WEFT__INLINE_MAX 64u
+#endif
 
 enum weft__db {
     WEFT__DB_OPS = 0,
@@ -74,7 +98,6 @@ enum weft__db {
     WEFT__DB_COUNTERS,
     WEFT__DB_ENTITIES,
     WEFT__DB_CONFLICTS,
-    WEFT__DB_VV,
     WEFT__DB_META,
     WEFT__DB_PEERS,
     WEFT__DB_COUNT
@@ -102,6 +125,12 @@ struct weft_store {
 
     /* Held shared by every live txn, exclusively around mdb_env_set_mapsize. */
     pthread_rwlock_t map_lock;
+    /* A growth waiting for map_lock: threads holding no txn of this store
+     * wait on grow_cv before taking map_lock shared (glibc's rwlock prefers
+     * readers, so a stream of short read txns would starve the growth). */
+    atomic_int grow_waiting;
+    pthread_mutex_t grow_mu;
+    pthread_cond_t grow_cv;
 
     pthread_mutex_t notify_mu;
     int notify_fd;     /* notify_mu; -1 until first asked for */
@@ -111,17 +140,16 @@ struct weft_store {
 /* One entry of a version vector. */
 typedef struct weft__vvent {
     uint64_t device, hlc;
-    bool dirty; /* write txn cache: not yet put in the vv db */
 } weft__vvent;
 
 struct weft_txn {
     weft_store *s;
     MDB_txn *txn; /* the current LMDB txn (a child during weft_apply) */
     bool rdonly;
-    bool poisoned;     /* a write failed half-way: only abort is allowed */
-    bool mapshared;    /* we hold s->map_lock shared */
-    bool wrote;        /* the last weft__store_apply_op wrote to the MDB txn */
-    weft__arena arena; /* views handed out, until the txn ends */
+    bool poisoned;        /* a write failed half-way: only abort is allowed */
+    bool mapshared;       /* we hold s->map_lock shared */
+    bool wrote;           /* the last weft__store_apply_op wrote to the MDB txn */
+    weft__arena arena;    /* views handed out, until the txn ends */
     weft__arena describe; /* weft_op_describe's views, until its next call */
     weft__buf key, key2, val, payload, canon, prev, scratch;
     weft__fstate fs;
@@ -134,8 +162,20 @@ struct weft_txn {
     size_t nvv, vvcap;
     weft__vvent *vv_save;
     size_t vv_savecap;
-    uint64_t ops, conflicts, last_hlc;    /* cached meta values */
-    uint64_t ops0, conflicts0, last_hlc0; /* as in the db */
+    uint64_t conflicts; /* entries of `conflicts`, kept in step by apply.c */
+    /* Greatest key of `fields` in this MDB txn, or above it (never below:
+     * an insert of a greater key updates it; a delete or an aborted nested
+     * txn may leave it above the real last key, which is safe).
+     * lastkey_known false: not looked up yet in this MDB txn. */
+    weft__buf lastkey;
+    bool lastkey_known;
+    bool lastkey_none; /* known, and `fields` was empty */
+    /* The fields cursor of the op being applied: opened by local_write or
+     * weft__store_apply_op, positioned by weft__store_fstate_load; NULL
+     * otherwise (LMDB frees a write txn's cursors when the txn ends). */
+    MDB_cursor *fcur;
+    bool fs_ready; /* t->fs holds the state of t->key, t->fcur is on it */
+    bool fs_found; /* ... and the record exists */
 };
 
 /* ---- errors (store.c) ---- */
@@ -146,8 +186,9 @@ int weft__store_mdb_err(int rc, const char *what);
 /** Grow the map after WEFT__EMAPFULL: abort, grow, begin again and replay the
  * journal. On failure the txn is poisoned. */
 int weft__store_regrow(weft_txn *t);
-/** Write the cached vv and meta counters into their databases. */
-int weft__store_flush(weft_txn *t);
+/** Forget what a write txn caches about its MDB txn (the last key of
+ * `fields`): call when t->txn is replaced (map growth) or raw-written. */
+void weft__store_wcache_reset(weft_txn *t);
 /** Journal an op (before applying it). 0 or WEFT_ENOMEM. */
 int weft__store_journal_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t len, bool local);
 /** Raw put into a named db ("peers", "meta", ...), journaled so it survives a
@@ -158,13 +199,21 @@ int weft__txn_get(weft_txn *t, const char *db, weft_bytes key, weft_bytes *val);
 /** Records visited by weft_ops_since in this txn so far. */
 uint64_t weft__store_visited(const weft_txn *t);
 /** Test helper: append every record of db @p name as (u32 klen, key, u32
- * vlen, val) to @p out (flushing the write cache first). */
+ * vlen, val) to @p out. "vv" is not a database any more: its records
+ * (device 8 -> hlc 8, ascending) are synthesised from by_device. */
 int weft__store_dump(weft_txn *t, const char *db, weft__buf *out);
 
 /* ---- vv cache (apply.c) ---- */
 uint64_t weft__store_vv_get(const weft_txn *t, uint64_t device);
 int weft__store_vv_set(weft_txn *t, uint64_t device, uint64_t hlc);
-/** Load the cached vv and meta of a fresh write txn; floor the clock. */
+/** Call @p fn for each (device, hlc) of the version vector held in the MDB
+ * txn, ascending by device: each device's last by_device dup. A non-zero
+ * return of @p fn stops the walk and is returned. WEFT_ECORRUPT for a
+ * malformed by_device record. */
+int weft__store_vv_each(weft_txn *t, int (*fn)(void *user, uint64_t device, uint64_t hlc),
+                        void *user);
+/** Load the cached vv and conflict count of a fresh write txn (from
+ * by_device and conflicts) and floor the clock with the vv's greatest hlc. */
 int weft__store_wstate_load(weft_txn *t);
 
 /* ---- applying ops (apply.c) ---- */
@@ -176,10 +225,32 @@ int weft__store_apply_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t
                          const weft__op *op, bool local);
 /** Build "coll\0entity\0" (and "field\0" if field->len) into @p b. */
 int weft__store_key(weft__buf *b, weft_bytes coll, weft_bytes entity, weft_bytes field);
-/** Load the field state at @p key into t->fs (empty if absent). */
+/** Load the field state at @p key into t->fs (empty if absent). In a write
+ * txn with t->fcur open, positions t->fcur on the record (skipping the
+ * search when the key sorts after every key of `fields`) and sets
+ * t->fs_ready. */
 int weft__store_fstate_load(weft_txn *t, const weft__buf *key, bool *found);
+/** Open t->fcur on `fields` (write txns). 0 or an MDB error translated. */
+int weft__store_fcur_open(weft_txn *t);
+/** Close t->fcur if open and clear t->fs_ready. */
+void weft__store_fcur_close(weft_txn *t);
 /** The tombstone of the entity whose key prefix is key[0..len) ({0,0} if none). */
 int weft__store_tomb(weft_txn *t, const uint8_t *key, size_t len, weft_id *tomb);
+
+/* ---- the `fields` record (record.c) ---- */
+/** The value view of a ref head in a decoded state: {weft__store_ref_nil, 1}. */
+extern const uint8_t weft__store_ref_nil[1];
+/** Decode a `fields` record (plain or ref) into @p st; ref heads get the
+ * view above. WEFT_ECORRUPT, WEFT_ELIMIT, WEFT_ENOMEM. */
+int weft__store_rec_decode(const uint8_t *buf, size_t len, weft__fstate *st);
+/** Append the record of @p st to @p out (nothing for an empty state). Heads
+ * with values over WEFT__INLINE_MAX become ref heads in @p st. */
+int weft__store_rec_encode(weft__fstate *st, weft__buf *out);
+/** Is @p h a ref head (its value in `ops` only)? */
+bool weft__store_head_is_ref(const weft__head *h);
+/** The value of head @p h: its own view, or for a ref head the value of its
+ * SET op in `ops` (a view into the map, valid like any weft_txn_get view). */
+int weft__store_head_value(weft_txn *t, const weft__head *h, weft_bytes *out);
 
 /* ---- shared read helpers (read.c) ---- */
 /** A view valid until the txn ends: @p p itself in a read txn (map memory
@@ -188,6 +259,9 @@ const void *weft__store_view(weft_txn *t, const void *p, size_t len);
 
 /* ---- notify.c ---- */
 void weft__store_notify_close(weft_store *s);
+/** The txn id of the snapshot a new read transaction sees (the change
+ * sequence of weft_store_changed). */
+int weft__store_snapshot_id(weft_store *s, uint64_t *id);
 
 /** Common entry checks of a call on @p t. */
 static inline int weft__store_usable(const weft_txn *t, bool write)

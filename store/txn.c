@@ -92,7 +92,21 @@ static unsigned held_count(const weft_store *s)
 
 static void map_share(weft_txn *t)
 {
-    pthread_rwlock_rdlock(&t->s->map_lock);
+    weft_store *s = t->s;
+    if (atomic_load(&s->grow_waiting) > 0 && held_count(s) == 0) {
+        /* Let a waiting growth go first (bounded: it gives up after its
+         * timeout). A thread already holding a txn of the store must not
+         * wait: the growth waits for that txn. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += WEFT__GROW_TIMEOUT_MS / 1000 + 1;
+        pthread_mutex_lock(&s->grow_mu);
+        while (atomic_load(&s->grow_waiting) > 0 &&
+               pthread_cond_timedwait(&s->grow_cv, &s->grow_mu, &ts) == 0) {
+        }
+        pthread_mutex_unlock(&s->grow_mu);
+    }
+    pthread_rwlock_rdlock(&s->map_lock);
     held_add(t->s, 1);
     t->mapshared = true;
 }
@@ -119,7 +133,12 @@ static int map_resize(weft_store *s, size_t size)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += WEFT__GROW_TIMEOUT_MS / 1000;
+    atomic_fetch_add(&s->grow_waiting, 1);
     int e = pthread_rwlock_timedwrlock(&s->map_lock, &ts);
+    pthread_mutex_lock(&s->grow_mu);
+    atomic_fetch_sub(&s->grow_waiting, 1);
+    pthread_cond_broadcast(&s->grow_cv);
+    pthread_mutex_unlock(&s->grow_mu);
     if (e != 0) {
         return weft__err(WEFT_EBUSY,
                          "the map of %s must grow but other threads keep "
@@ -191,6 +210,7 @@ static void writer_unlock(weft_store *s)
 
 static void txn_free(weft_txn *t)
 {
+    weft__store_fcur_close(t);
     raw_abort(t);
     if (!t->rdonly) {
         writer_unlock(t->s);
@@ -205,6 +225,7 @@ static void txn_free(weft_txn *t)
     weft__buf_free(&t->prev);
     weft__buf_free(&t->scratch);
     weft__buf_free(&t->journal);
+    weft__buf_free(&t->lastkey);
     weft__fstate_free(&t->fs);
     weft__free(t->vv);
     weft__free(t->vv_save);
@@ -274,6 +295,9 @@ static int raw_put(weft_txn *t, int db, const uint8_t *k, size_t klen, const uin
     MDB_val mk = {klen, (void *)k}, mv = {vlen, (void *)v};
     int rc = del ? mdb_del(t->txn, t->s->dbi[db], &mk, NULL)
                  : mdb_put(t->txn, t->s->dbi[db], &mk, &mv, 0);
+    if (db == WEFT__DB_FIELDS) {
+        weft__store_wcache_reset(t); /* a raw put may have raised the last key */
+    }
     if (del && rc == MDB_NOTFOUND) {
         rc = 0;
     }
@@ -345,46 +369,6 @@ int weft__store_regrow(weft_txn *t)
 
 /* ---- commit ---- */
 
-int weft__store_flush(weft_txn *t)
-{
-    MDB_dbi vvdb = t->s->dbi[WEFT__DB_VV], meta = t->s->dbi[WEFT__DB_META];
-    for (size_t i = 0; i < t->nvv; i++) {
-        weft__vvent *e = &t->vv[i];
-        if (!e->dirty) {
-            continue;
-        }
-        uint8_t kb[8], vb[8];
-        weft__be64_put(kb, e->device);
-        weft__be64_put(vb, e->hlc);
-        MDB_val k = {8, kb}, v = {8, vb};
-        int rc = mdb_put(t->txn, vvdb, &k, &v, 0);
-        if (rc != 0) {
-            return weft__store_mdb_err(rc, "writing the version vector");
-        }
-        e->dirty = false;
-    }
-    struct {
-        const char *name;
-        uint64_t *now, *was;
-    } m[3] = {{"ops", &t->ops, &t->ops0},
-              {"conflicts", &t->conflicts, &t->conflicts0},
-              {"last_hlc", &t->last_hlc, &t->last_hlc0}};
-    for (int i = 0; i < 3; i++) {
-        if (*m[i].now == *m[i].was) {
-            continue;
-        }
-        uint8_t vb[8];
-        weft__be64_put(vb, *m[i].now);
-        MDB_val k = {strlen(m[i].name), (void *)m[i].name}, v = {8, vb};
-        int rc = mdb_put(t->txn, meta, &k, &v, 0);
-        if (rc != 0) {
-            return weft__store_mdb_err(rc, "writing the store's counters");
-        }
-        *m[i].was = *m[i].now;
-    }
-    return 0;
-}
-
 /* LMDB reports a short write as EIO, and a write that crosses a full disk
  * or RLIMIT_FSIZE is short rather than failing with ENOSPC/EFBIG. Call such
  * an EIO a full disk when the file system is (nearly) out of space or the
@@ -428,18 +412,25 @@ int weft_txn_commit(weft_txn **txn_p)
         return 0;
     }
     for (;;) {
-        rc = weft__store_flush(t);
-        if (rc == 0) {
-            rc = mdb_txn_commit(t->txn);
-            t->txn = NULL; /* freed by LMDB whatever the outcome */
-            rc = commit_err(t->s, rc);
-        }
+        rc = mdb_txn_commit(t->txn);
+        t->txn = NULL; /* freed by LMDB whatever the outcome */
+        rc = commit_err(t->s, rc);
         if (rc == WEFT__EMAPFULL && (rc = weft__store_regrow(t)) == 0) {
             continue;
         }
         break;
     }
+    weft_store *s = t->s;
     txn_free(t);
+    if (rc == 0) {
+        /* Wake change watchers now that readers can see the commit: LMDB's
+         * own last write (the meta page) comes before the new snapshot is
+         * published, so its event may be read too early (notify.c). */
+        int fd;
+        if (mdb_env_get_fd(s->env, &fd) == 0) {
+            futimens(fd, NULL);
+        }
+    }
     return rc;
 }
 
@@ -506,18 +497,29 @@ uint64_t weft__store_visited(const weft_txn *t)
     return t != NULL ? t->visited : 0;
 }
 
+/* One record of the vv database as it was stored before it was derived. */
+static int dump_vv(void *user, uint64_t device, uint64_t hlc)
+{
+    uint8_t r[4 + 8 + 4 + 8];
+    weft__be32_put(r, 8);
+    weft__be64_put(r + 4, device);
+    weft__be32_put(r + 12, 8);
+    weft__be64_put(r + 16, hlc);
+    return weft__buf_put(user, r, sizeof r);
+}
+
 int weft__store_dump(weft_txn *t, const char *db, weft__buf *out)
 {
     int rc = weft__store_usable(t, false);
     if (rc != 0) {
         return rc;
     }
+    if (db != NULL && strcmp(db, "vv") == 0) {
+        return weft__store_vv_each(t, dump_vv, out);
+    }
     int d = weft__store_db_find(db);
     if (d < 0) {
         return weft__err(WEFT_EINVAL, "no database \"%s\"", db ? db : "(null)");
-    }
-    if (!t->rdonly && (rc = weft__store_flush(t)) != 0) {
-        return rc;
     }
     MDB_cursor *c;
     if ((rc = mdb_cursor_open(t->txn, t->s->dbi[d], &c)) != 0) {

@@ -12,7 +12,7 @@
  *
  * Invariants:
  *   1. A local op's id is greater than every id in the store (the clock was
- *      floored with the vv and last_hlc at begin and observes every applied
+ *      floored with the vv's greatest hlc at begin and observes every applied
  *      op), so it is appended to `ops`.
  *   2. A local op is journaled before it is applied: a map growth replays it.
  * Thread-safety: one thread at a time per txn.
@@ -75,12 +75,28 @@ static int set_prev_from_elem(weft_txn *t, const char *field)
     return 0;
 }
 
+static int write_op(weft_txn *t, const local_args *a, weft_id *out_id);
+
+/* The fields cursor opened here serves both the prev lookup and the apply:
+ * a SET or REM searches `fields` once (weft__store_apply_op reuses the
+ * loaded state, t->fs_ready). */
 static int local_write(weft_txn *t, const local_args *a, weft_id *out_id)
 {
     int rc = weft__store_usable(t, true);
     if (rc != 0) {
         return rc;
     }
+    if ((rc = weft__store_fcur_open(t)) != 0) {
+        return rc;
+    }
+    rc = write_op(t, a, out_id);
+    weft__store_fcur_close(t); /* NULL already if a map growth replaced the txn */
+    return rc;
+}
+
+static int write_op(weft_txn *t, const local_args *a, weft_id *out_id)
+{
+    int rc;
     size_t cl, el, fl = 0;
     if ((rc = weft__name_check(a->coll, "collection", &cl)) != 0 ||
         (rc = weft__name_check(a->id, "entity id", &el)) != 0 ||
@@ -135,6 +151,7 @@ static int local_write(weft_txn *t, const local_args *a, weft_id *out_id)
     }
     rc = weft__store_apply_op(t, id, t->payload.ptr, t->payload.len, &op, true);
     if (rc == WEFT__EMAPFULL) {
+        weft__store_fcur_close(t);  /* before its MDB txn goes */
         rc = weft__store_regrow(t); /* replays this op as well */
     } else if (rc != 0) {
         t->journal.len = jlen;
