@@ -548,11 +548,10 @@ static void event_text(const weft_event *ev, char *out, size_t cap)
 /* One log line on stderr: "<time> <peer or -> <text>". */
 static void log_line(const char *peer, const char *text)
 {
-    char when[WEFT_CLI_TIME], line[WEFT_MSG_MAX + 512];
+    char when[WEFT_CLI_TIME];
     ms_time(weft__cli_now_ms(), when);
-    snprintf(line, sizeof line, "%s %s %s\n", when, peer && *peer ? peer : "-", text);
-    fputs(line, stderr);
-    fflush(stderr);
+    /* One fprintf call: stderr is unbuffered, and one call keeps the line whole. */
+    fprintf(stderr, "%s %s %s\n", when, peer && *peer ? peer : "-", text);
 }
 
 /* ================================================================ serve */
