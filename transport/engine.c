@@ -845,6 +845,13 @@ static void say_bye(weft_sync *e, epeer *p, elink *lk)
 static void feed(weft_sync *e, epeer *p, elink *lk, const void *data, size_t len)
 {
     int rc = weft__session_recv(lk->ss, data, len, wall_ms());
+    if (rc == 0) {
+        /* The session's contract: poll after every recv. An ACK frees window
+         * room, and only poll streams the next batch into it (until this
+         * was called here, a store commit on the ACK path happened to wake
+         * the engine; without it every batch waited for a timer). */
+        rc = weft__session_poll(lk->ss, wall_ms());
+    }
     char msg[WEFT_MSG_MAX] = "";
     if (rc < 0) {
         copy_str(msg, sizeof msg, weft_last_error());

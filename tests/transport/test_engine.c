@@ -1043,3 +1043,46 @@ Test(engine, refusals_are_persisted_and_rate_limited, .timeout = 30)
     rm_rf(ds);
     rm_rf(dc);
 }
+
+/* A backlog many windows deep streams on acknowledgements alone: the
+ * heartbeat and dead-peer timers are set far beyond the test's bound, and
+ * the engine's 1 s status tick could move at most one window (4 batches) a
+ * second, so 50 windows converge within the bound only if each ACK makes
+ * the engine stream the next batch (regression: the engine fed frames to
+ * the session without polling it afterwards; every window waited a tick). */
+Test(engine, backlog_streams_on_acks_not_timers, .timeout = 30)
+{
+    char *da = tmpdir_new(), *db = tmpdir_new();
+    weft_store *a = store_new(da), *b = store_new(db);
+    enum { N = 200 * 1024 }; /* 200 default batches: 50 windows, >= 50 s by timer */
+    weft_txn *t = NULL;
+    OK(weft_txn_begin(a, 0, &t));
+    char id[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "n%d", i);
+        OK(weft_set_str(t, "notes", id, "title", "backlog"));
+    }
+    OK(weft_txn_commit(&t));
+    weft_sync_options o;
+    weft_sync_options_init(&o);
+    o.listen = "tcp://127.0.0.1:*";
+    o.heartbeat_ms = 600000;
+    o.dead_ms = 1200000;
+    weft_sync *sa = NULL, *sb = NULL;
+    OK(weft_sync_start(a, &o, &sa));
+    char ea[WEFT_ENDPOINT_MAX + 1];
+    OK(weft_sync_endpoint(sa, ea, sizeof ea));
+    add_peer(a, "b", b, NULL);
+    add_peer(b, "a", a, ea);
+    o.listen = NULL;
+    OK(weft_sync_start(b, &o, &sb));
+    OK(weft_sync_now(sb, "a"));
+    snprintf(id, sizeof id, "n%d", N - 1);
+    cr_assert(wait_str(b, id, "backlog", 25000), "the backlog did not stream on ACKs alone");
+    weft_sync_stop(&sb);
+    weft_sync_stop(&sa);
+    weft_store_close(&a);
+    weft_store_close(&b);
+    rm_rf(da);
+    rm_rf(db);
+}
