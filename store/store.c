@@ -444,7 +444,7 @@ static int store_alloc(const char *dir, weft_store **out)
         return weft__err(WEFT_ENOMEM, "out of memory opening %s", dir);
     }
     s->lock_fd = -1;
-    s->notify_fd = -1;
+    s->notify_fd = s->ino_fd = s->timer_fd = -1;
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') {
         n--;

@@ -420,17 +420,7 @@ int weft_txn_commit(weft_txn **txn_p)
         }
         break;
     }
-    weft_store *s = t->s;
     txn_free(t);
-    if (rc == 0) {
-        /* Wake change watchers now that readers can see the commit: LMDB's
-         * own last write (the meta page) comes before the new snapshot is
-         * published, so its event may be read too early (notify.c). */
-        int fd;
-        if (mdb_env_get_fd(s->env, &fd) == 0) {
-            futimens(fd, NULL);
-        }
-    }
     return rc;
 }
 
