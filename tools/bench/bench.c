@@ -27,6 +27,10 @@
  *           store's size on disk (file sizes and allocated blocks) and, read
  *           with raw LMDB, how its pages divide among the named databases.
  *
+ * The sync workloads (sync_initial, sync_incremental, sync_live, reconnect)
+ * live in bench_sync.c, which describes them; they run a second process and
+ * a raw libzmq CURVE reference. bench.h lists what the two files share.
+ *
  * Targets are reported (met true/false), never asserted: the exit status is 0
  * unless a call fails or the arguments are wrong. --quick divides the op
  * counts by 10 (write1 200 txns, batch 20 txns of 1,000 ops, notes 1,000
@@ -41,6 +45,8 @@
  *   3. Temporary directories are removed on every normal exit unless --keep.
  * Thread-safety: a single-threaded program; children are separate processes.
  */
+#include "bench.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -63,25 +69,14 @@
 #include <weft/weft_err.h>
 #include <weft/weft_store.h>
 
-#define BENCH_FMT(a, b) __attribute__((format(printf, a, b)))
-
 /* ---- configuration and error exits ---- */
 
-struct cfg {
-    const char *base; /* parent of the temporary directories */
-    const char *self; /* path of this executable, for the children */
-    int json;         /* stdout carries JSON lines only */
-    int quick;        /* divide every count by 10 */
-    int keep;         /* leave the temporary directories behind */
-    int runs;         /* fresh-process runs per notes measurement */
-};
-
-static char *g_tmp; /* the current workload's directory, removed by die() */
+static char *g_tmp; /* the current workload's directory, removed by weft__bench_die() */
 static int g_keep;
 
 static void rm_rf(const char *path);
 
-static BENCH_FMT(1, 2) _Noreturn void die(const char *fmt, ...)
+_Noreturn void weft__bench_die(const char *fmt, ...)
 {
     va_list ap;
     fputs("weft-bench: ", stderr);
@@ -95,43 +90,34 @@ static BENCH_FMT(1, 2) _Noreturn void die(const char *fmt, ...)
     exit(1);
 }
 
-#define WCHECK(call)                                                                 \
-    do {                                                                             \
-        int wrc_ = (call);                                                           \
-        if (wrc_ < 0) {                                                              \
-            die("%s:%d: %s: %s: %s", __FILE__, __LINE__, #call, weft_err_name(wrc_), \
-                weft_last_error());                                                  \
-        }                                                                            \
+#define MCHECK(call)                                                                         \
+    do {                                                                                     \
+        int mrc_ = (call);                                                                   \
+        if (mrc_ != 0) {                                                                     \
+            weft__bench_die("%s:%d: %s: %s", __FILE__, __LINE__, #call, mdb_strerror(mrc_)); \
+        }                                                                                    \
     } while (0)
 
-#define MCHECK(call)                                                             \
-    do {                                                                         \
-        int mrc_ = (call);                                                       \
-        if (mrc_ != 0) {                                                         \
-            die("%s:%d: %s: %s", __FILE__, __LINE__, #call, mdb_strerror(mrc_)); \
-        }                                                                        \
-    } while (0)
-
-static void *xcalloc(size_t n, size_t size)
+void *weft__bench_calloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) {
-        die("out of memory");
+        weft__bench_die("out of memory");
     }
     return p;
 }
 
 static char *xstrdup(const char *s)
 {
-    char *p = xcalloc(strlen(s) + 1, 1);
+    char *p = weft__bench_calloc(strlen(s) + 1, 1);
     memcpy(p, s, strlen(s));
     return p;
 }
 
-static char *path_join(const char *a, const char *b)
+char *weft__bench_path_join(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
-    char *p = xcalloc(la + lb + 2, 1);
+    char *p = weft__bench_calloc(la + lb + 2, 1);
     memcpy(p, a, la);
     p[la] = '/';
     memcpy(p + la + 1, b, lb);
@@ -140,7 +126,7 @@ static char *path_join(const char *a, const char *b)
 
 /* ---- time, statistics ---- */
 
-static uint64_t now_ns(void)
+uint64_t weft__bench_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -155,7 +141,7 @@ static int cmp_double(const void *a, const void *b)
 
 /* Sorts @p v in place. Median (mean of the middle two for even n) or the
  * nearest-rank quantile @p q in (0, 1]. */
-static double quantile(double *v, size_t n, double q)
+double weft__bench_quantile(double *v, size_t n, double q)
 {
     if (n == 0) {
         return 0.0;
@@ -171,86 +157,8 @@ static double quantile(double *v, size_t n, double q)
     return v[rank > n ? n - 1 : rank - 1];
 }
 
-/* ---- a one-line JSON writer ---- */
-
-struct jb {
-    char buf[16384];
-    size_t len;
-    int first; /* no member written yet in the innermost object */
-};
-
-static BENCH_FMT(2, 3) void jb_raw(struct jb *j, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(j->buf + j->len, sizeof j->buf - j->len, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof j->buf - j->len) {
-        die("JSON line too long");
-    }
-    j->len += (size_t)n;
-}
-
-static void jb_key(struct jb *j, const char *k)
-{
-    jb_raw(j, "%s\"%s\":", j->first ? "" : ",", k);
-    j->first = 0;
-}
-
-static void jb_open(struct jb *j, const char *k)
-{
-    if (k) {
-        jb_key(j, k);
-    } else {
-        j->len = 0;
-    }
-    jb_raw(j, "{");
-    j->first = 1;
-}
-
-static void jb_close(struct jb *j)
-{
-    jb_raw(j, "}");
-    j->first = 0;
-}
-
-static void jb_str(struct jb *j, const char *k, const char *s)
-{
-    jb_key(j, k);
-    jb_raw(j, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            jb_raw(j, "\\%c", c);
-        } else if (c < 0x20) {
-            jb_raw(j, "\\u%04x", c);
-        } else {
-            jb_raw(j, "%c", c);
-        }
-    }
-    jb_raw(j, "\"");
-}
-
-static void jb_u64(struct jb *j, const char *k, uint64_t v)
-{
-    jb_key(j, k);
-    jb_raw(j, "%" PRIu64, v);
-}
-
-static void jb_num(struct jb *j, const char *k, double v, int prec)
-{
-    jb_key(j, k);
-    jb_raw(j, "%.*f", prec, v);
-}
-
-static void jb_bool(struct jb *j, const char *k, int v)
-{
-    jb_key(j, k);
-    jb_raw(j, "%s", v ? "true" : "false");
-}
-
 /* Prints the finished line on stdout; the human summary follows it. */
-static void emit(const struct cfg *c, struct jb *j, const char *summary)
+void weft__bench_emit(const weft_bench_cfg *c, struct jb *j, const char *summary)
 {
     printf("%s\n", j->buf);
     fprintf(c->json ? stderr : stdout, "# %s\n", summary);
@@ -258,7 +166,7 @@ static void emit(const struct cfg *c, struct jb *j, const char *summary)
     fflush(stderr);
 }
 
-static void progress(const struct cfg *c, const char *what)
+void weft__bench_progress(const weft_bench_cfg *c, const char *what)
 {
     (void)c;
     fprintf(stderr, "weft-bench: %s\n", what);
@@ -280,7 +188,7 @@ static void rm_rf(const char *path)
                 if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
                     continue;
                 }
-                char *sub = path_join(path, e->d_name);
+                char *sub = weft__bench_path_join(path, e->d_name);
                 rm_rf(sub);
                 free(sub);
             }
@@ -315,7 +223,7 @@ static void dir_walk(const char *path, struct usage *u, int drop)
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
                 continue;
             }
-            char *sub = path_join(path, e->d_name);
+            char *sub = weft__bench_path_join(path, e->d_name);
             dir_walk(sub, u, drop);
             free(sub);
         }
@@ -337,19 +245,19 @@ static void dir_walk(const char *path, struct usage *u, int drop)
 }
 
 /* A fresh directory under the configured base; it becomes g_tmp. */
-static char *make_tmp(const struct cfg *c, const char *workload)
+char *weft__bench_make_tmp(const weft_bench_cfg *c, const char *workload)
 {
     char name[64];
     snprintf(name, sizeof name, "weft-bench-%s.XXXXXX", workload);
-    char *tmpl = path_join(c->base, name);
+    char *tmpl = weft__bench_path_join(c->base, name);
     if (!mkdtemp(tmpl)) {
-        die("mkdtemp %s: %s", tmpl, strerror(errno));
+        weft__bench_die("mkdtemp %s: %s", tmpl, strerror(errno));
     }
     g_tmp = tmpl;
     return tmpl;
 }
 
-static void drop_tmp(const struct cfg *c, char *dir)
+void weft__bench_drop_tmp(const weft_bench_cfg *c, char *dir)
 {
     if (!c->keep) {
         rm_rf(dir);
@@ -360,11 +268,11 @@ static void drop_tmp(const struct cfg *c, char *dir)
     free(dir);
 }
 
-static char *make_subdir(const char *dir, const char *name)
+char *weft__bench_make_subdir(const char *dir, const char *name)
 {
-    char *p = path_join(dir, name);
+    char *p = weft__bench_path_join(dir, name);
     if (mkdir(p, 0700) != 0) {
-        die("mkdir %s: %s", p, strerror(errno));
+        weft__bench_die("mkdir %s: %s", p, strerror(errno));
     }
     return p;
 }
@@ -442,12 +350,6 @@ static void gen_text(uint64_t *rng, char *out, size_t target)
     out[len] = '\0';
 }
 
-struct val {
-    char *text;  /* NUL-terminated */
-    uint8_t *mp; /* the text as a msgpack str */
-    size_t mp_len;
-};
-
 static void mp_str(const char *s, struct val *v)
 {
     msgpack_sbuffer sb;
@@ -456,28 +358,20 @@ static void mp_str(const char *s, struct val *v)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     if (msgpack_pack_str(&pk, n) != 0 || msgpack_pack_str_body(&pk, s, n) != 0) {
-        die("msgpack: out of memory");
+        weft__bench_die("msgpack: out of memory");
     }
     v->mp_len = sb.size;
     v->mp = (uint8_t *)msgpack_sbuffer_release(&sb);
     v->text = xstrdup(s);
 }
 
-#define POOL 256
-
-struct pools {
-    struct val title[POOL];
-    struct val body[POOL];
-    struct val tag[8];
-};
-
-static void pools_init(struct pools *p, uint64_t seed)
+void weft__bench_pools_init(struct pools *p, uint64_t seed)
 {
     static const char *const tags[8] = {"work",   "personal", "ideas",  "todo",
                                         "travel", "reading",  "family", "archive"};
     char buf[512];
     uint64_t rng = seed;
-    for (size_t i = 0; i < POOL; i++) {
+    for (size_t i = 0; i < WEFT_BENCH_POOL; i++) {
         gen_text(&rng, buf, 20);
         mp_str(buf, &p->title[i]);
         gen_text(&rng, buf, 200);
@@ -488,9 +382,9 @@ static void pools_init(struct pools *p, uint64_t seed)
     }
 }
 
-static void pools_free(struct pools *p)
+void weft__bench_pools_free(struct pools *p)
 {
-    for (size_t i = 0; i < POOL; i++) {
+    for (size_t i = 0; i < WEFT_BENCH_POOL; i++) {
         free(p->title[i].text);
         free(p->title[i].mp);
         free(p->body[i].text);
@@ -504,7 +398,7 @@ static void pools_free(struct pools *p)
 
 /* Writes @p prefix then @p v as @p digits decimal digits (zero-padded) into
  * @p out and NUL-terminates it: entity ids without printf in timed loops. */
-static void fmt_id(char *out, const char *prefix, size_t v, int digits)
+void weft__bench_fmt_id(char *out, const char *prefix, size_t v, int digits)
 {
     size_t len = strlen(prefix);
     memcpy(out, prefix, len);
@@ -517,7 +411,7 @@ static void fmt_id(char *out, const char *prefix, size_t v, int digits)
 
 /* ---- weft helpers ---- */
 
-static weft_store *store_create(const char *dir)
+weft_store *weft__bench_store_create(const char *dir)
 {
     weft_options opt;
     weft_store *s = NULL;
@@ -526,12 +420,6 @@ static weft_store *store_create(const char *dir)
     WCHECK(weft_store_open(dir, &opt, &s));
     return s;
 }
-
-struct opsize {
-    size_t last;
-    uint64_t total;
-    uint64_t count;
-};
 
 static int opsize_cb(const weft_op *op, void *user)
 {
@@ -543,7 +431,7 @@ static int opsize_cb(const weft_op *op, void *user)
 }
 
 /* Sums the op log's payload bytes; 0 on success, the weft error otherwise. */
-static int log_bytes(weft_store *s, struct opsize *o)
+int weft__bench_log_bytes(weft_store *s, struct opsize *o)
 {
     weft_txn *t = NULL;
     memset(o, 0, sizeof *o);
@@ -578,7 +466,7 @@ static const char *fs_name(long type)
     }
 }
 
-static void print_header(const struct cfg *c)
+static void print_header(const weft_bench_cfg *c)
 {
     char model[256] = "unknown", date[64] = "", line[512];
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -621,28 +509,28 @@ static void print_header(const struct cfg *c)
     snprintf(summary, sizeof summary, "weft-bench %s: %ld x %s, Linux %s, %s on %s%s", date,
              sysconf(_SC_NPROCESSORS_ONLN), model, u.release, c->base, fs,
              c->quick ? " (quick)" : "");
-    emit(c, &j, summary);
+    weft__bench_emit(c, &j, summary);
 }
 
 /* ---- write1: durable single-op latency against raw LMDB ---- */
 
-static void wl_write1(const struct cfg *c)
+static void wl_write1(const weft_bench_cfg *c)
 {
     const size_t n = c->quick ? 200 : 2000, warm = n / 20;
-    char *dir = make_tmp(c, "write1");
-    char *wdir = make_subdir(dir, "weft"), *rdir = make_subdir(dir, "raw");
+    char *dir = weft__bench_make_tmp(c, "write1");
+    char *wdir = weft__bench_make_subdir(dir, "weft"), *rdir = weft__bench_make_subdir(dir, "raw");
     struct pools p;
-    pools_init(&p, 1);
-    progress(c, "write1: running");
+    weft__bench_pools_init(&p, 1);
+    weft__bench_progress(c, "write1: running");
 
-    weft_store *s = store_create(wdir);
+    weft_store *s = weft__bench_store_create(wdir);
     /* One op first, to size the raw record like weft's op-log entry. */
     weft_txn *t = NULL;
     WCHECK(weft_txn_begin(s, 0, &t));
     WCHECK(weft_set_str(t, "notes", "w0000", "title", p.title[0].text));
     WCHECK(weft_txn_commit(&t));
     struct opsize os;
-    int measured = log_bytes(s, &os) == 0 && os.count > 0;
+    int measured = weft__bench_log_bytes(s, &os) == 0 && os.count > 0;
     /* Raw record: 16-byte key (hlc|device) and the payload + 8-byte dprev. */
     size_t raw_len = (measured ? os.last : 96) + 8;
 
@@ -655,20 +543,20 @@ static void wl_write1(const struct cfg *c)
     MCHECK(mdb_txn_begin(env, NULL, 0, &mt));
     MCHECK(mdb_dbi_open(mt, NULL, 0, &dbi));
     MCHECK(mdb_txn_commit(mt));
-    uint8_t *raw_val = xcalloc(raw_len, 1);
+    uint8_t *raw_val = weft__bench_calloc(raw_len, 1);
     memcpy(raw_val, p.title[1].text, strlen(p.title[1].text));
 
-    double *tw = xcalloc(n, sizeof *tw), *tr = xcalloc(n, sizeof *tr);
+    double *tw = weft__bench_calloc(n, sizeof *tw), *tr = weft__bench_calloc(n, sizeof *tr);
     double tot_w = 0, tot_r = 0;
     for (size_t i = 0; i < warm + n; i++) {
         for (int k = 0; k < 2; k++) {
             int do_weft = (k == 0) == (i % 2 == 0); /* alternate who goes first */
-            uint64_t t0 = now_ns();
+            uint64_t t0 = weft__bench_now_ns();
             if (do_weft) {
                 char id[16];
                 snprintf(id, sizeof id, "w%04zu", i % 100);
                 WCHECK(weft_txn_begin(s, 0, &t));
-                WCHECK(weft_set_str(t, "notes", id, "title", p.title[i % POOL].text));
+                WCHECK(weft_set_str(t, "notes", id, "title", p.title[i % WEFT_BENCH_POOL].text));
                 WCHECK(weft_txn_commit(&t));
             } else {
                 uint8_t kb[16] = {0};
@@ -682,7 +570,7 @@ static void wl_write1(const struct cfg *c)
                 MCHECK(mdb_put(mt, dbi, &key, &val, 0));
                 MCHECK(mdb_txn_commit(mt));
             }
-            double us = (double)(now_ns() - t0) / 1e3;
+            double us = (double)(weft__bench_now_ns() - t0) / 1e3;
             if (i >= warm) {
                 if (do_weft) {
                     tw[i - warm] = us;
@@ -698,8 +586,8 @@ static void wl_write1(const struct cfg *c)
     mdb_env_close(env);
 
     double mean_w = tot_w / (double)n, mean_r = tot_r / (double)n;
-    double med_w = quantile(tw, n, 0.5), p99_w = quantile(tw, n, 0.99);
-    double med_r = quantile(tr, n, 0.5), p99_r = quantile(tr, n, 0.99);
+    double med_w = weft__bench_quantile(tw, n, 0.5), p99_w = weft__bench_quantile(tw, n, 0.99);
+    double med_r = weft__bench_quantile(tr, n, 0.5), p99_r = weft__bench_quantile(tr, n, 0.99);
     double ratio = med_w / med_r, ratio99 = p99_w / p99_r;
 
     struct jb j;
@@ -738,50 +626,51 @@ static void wl_write1(const struct cfg *c)
              "write1: weft median %.0f us p99 %.0f us | raw LMDB median %.0f us p99 %.0f us | "
              "ratio %.2f (p99 %.2f); target <= 1.2: %s",
              med_w, p99_w, med_r, p99_r, ratio, ratio99, ratio <= 1.2 ? "met" : "MISSED");
-    emit(c, &j, sum);
+    weft__bench_emit(c, &j, sum);
 
     free(tw);
     free(tr);
     free(raw_val);
     free(wdir);
     free(rdir);
-    pools_free(&p);
-    drop_tmp(c, dir);
+    weft__bench_pools_free(&p);
+    weft__bench_drop_tmp(c, dir);
 }
 
 /* ---- batch: ops/s in large transactions ---- */
 
-static void wl_batch(const struct cfg *c)
+static void wl_batch(const weft_bench_cfg *c)
 {
     const size_t ntx = 20, per = c->quick ? 1000 : 10000;
-    char *dir = make_tmp(c, "batch");
+    char *dir = weft__bench_make_tmp(c, "batch");
     struct pools p;
-    pools_init(&p, 2);
-    progress(c, "batch: running");
+    weft__bench_pools_init(&p, 2);
+    weft__bench_progress(c, "batch: running");
 
-    weft_store *s = store_create(dir);
-    double *txs = xcalloc(ntx, sizeof *txs), *commit = xcalloc(ntx, sizeof *commit);
+    weft_store *s = weft__bench_store_create(dir);
+    double *txs = weft__bench_calloc(ntx, sizeof *txs),
+           *commit = weft__bench_calloc(ntx, sizeof *commit);
     double total = 0, total_commit = 0;
     uint64_t value_bytes = 0;
     for (size_t t = 0; t < ntx; t++) {
         weft_txn *txn = NULL;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = weft__bench_now_ns();
         char prefix[8];
-        fmt_id(prefix, "b", t, 2);
+        weft__bench_fmt_id(prefix, "b", t, 2);
         prefix[3] = '-';
         prefix[4] = '\0';
         WCHECK(weft_txn_begin(s, 0, &txn));
         for (size_t k = 0; k < per; k++) {
             char id[32];
-            fmt_id(id, prefix, k / 2, 5);
-            const struct val *v =
-                k % 2 ? &p.body[(k * 7 + t) % POOL] : &p.title[(k * 7 + t) % POOL];
+            weft__bench_fmt_id(id, prefix, k / 2, 5);
+            const struct val *v = k % 2 ? &p.body[(k * 7 + t) % WEFT_BENCH_POOL]
+                                        : &p.title[(k * 7 + t) % WEFT_BENCH_POOL];
             WCHECK(weft_set(txn, "notes", id, k % 2 ? "body" : "title", v->mp, v->mp_len, NULL));
             value_bytes += v->mp_len;
         }
-        uint64_t t1 = now_ns();
+        uint64_t t1 = weft__bench_now_ns();
         WCHECK(weft_txn_commit(&txn));
-        uint64_t t2 = now_ns();
+        uint64_t t2 = weft__bench_now_ns();
         txs[t] = (double)(t2 - t0) / 1e9;
         commit[t] = (double)(t2 - t1) / 1e9;
         total += txs[t];
@@ -795,13 +684,13 @@ static void wl_batch(const struct cfg *c)
 
     double ops = (double)(ntx * per);
     double ops_s = ops / total;
-    double *rates = xcalloc(ntx, sizeof *rates);
+    double *rates = weft__bench_calloc(ntx, sizeof *rates);
     for (size_t t = 0; t < ntx; t++) {
         rates[t] = (double)per / txs[t];
     }
-    double med_rate = quantile(rates, ntx, 0.5);
+    double med_rate = weft__bench_quantile(rates, ntx, 0.5);
     double min_rate = rates[0], max_rate = rates[ntx - 1];
-    double med_commit_ms = quantile(commit, ntx, 0.5) * 1e3;
+    double med_commit_ms = weft__bench_quantile(commit, ntx, 0.5) * 1e3;
 
     struct jb j;
     jb_open(&j, NULL);
@@ -834,38 +723,33 @@ static void wl_batch(const struct cfg *c)
              "commit %.0f%% of time); target >= 500000: %s",
              ops_s, ntx, per, med_rate, min_rate, max_rate, 100.0 * total_commit / total,
              ops_s >= 500000.0 ? "met" : "MISSED");
-    emit(c, &j, sum);
+    weft__bench_emit(c, &j, sum);
 
     free(txs);
     free(commit);
     free(rates);
-    pools_free(&p);
-    drop_tmp(c, dir);
+    weft__bench_pools_free(&p);
+    weft__bench_drop_tmp(c, dir);
 }
 
 /* ---- notes: build, then cold-process open/read, RSS, size ---- */
 
-struct build_stats {
-    uint64_t ops;
-    double seconds;
-    size_t txns;
-};
-
-static void notes_build(const char *dir, size_t n, struct pools *p, struct build_stats *bs)
+void weft__bench_notes_build(const char *dir, size_t n, struct pools *p, struct build_stats *bs)
 {
-    weft_store *s = store_create(dir);
+    weft_store *s = weft__bench_store_create(dir);
     weft_txn *t = NULL;
     const size_t chunk = 2000; /* notes per creation txn: ~10,000 ops */
     const uint64_t t_base = 1700000000000ull;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = weft__bench_now_ns();
     memset(bs, 0, sizeof *bs);
     for (size_t i = 0; i < n; i++) {
         char id[16];
-        fmt_id(id, "n", i, 5);
+        weft__bench_fmt_id(id, "n", i, 5);
         if (i % chunk == 0) {
             WCHECK(weft_txn_begin(s, 0, &t));
         }
-        const struct val *ti = &p->title[i % POOL], *bo = &p->body[(i * 13) % POOL];
+        const struct val *ti = &p->title[i % WEFT_BENCH_POOL],
+                         *bo = &p->body[(i * 13) % WEFT_BENCH_POOL];
         WCHECK(weft_set(t, "notes", id, "title", ti->mp, ti->mp_len, NULL));
         WCHECK(weft_set(t, "notes", id, "body", bo->mp, bo->mp_len, NULL));
         WCHECK(weft_set_int(t, "notes", id, "updatedAt", (int64_t)(t_base + i * 1000)));
@@ -885,7 +769,7 @@ static void notes_build(const char *dir, size_t n, struct pools *p, struct build
     for (size_t k = 0; k < 5; k++) {
         for (size_t i = 0; i < n; i++) {
             char id[16];
-            fmt_id(id, "n", i, 5);
+            weft__bench_fmt_id(id, "n", i, 5);
             if (i % 10000 == 0) {
                 WCHECK(weft_txn_begin(s, 0, &t));
             }
@@ -894,8 +778,8 @@ static void notes_build(const char *dir, size_t n, struct pools *p, struct build
                 WCHECK(weft_set_int(t, "notes", id, fields[f],
                                     (int64_t)(t_base + 86400000ull * (k + 1) + i * 1000)));
             } else {
-                const struct val *v = f == 0 ? &p->title[(i + 17 * (k + 1)) % POOL]
-                                             : &p->body[(i + 31 * (k + 1)) % POOL];
+                const struct val *v = f == 0 ? &p->title[(i + 17 * (k + 1)) % WEFT_BENCH_POOL]
+                                             : &p->body[(i + 31 * (k + 1)) % WEFT_BENCH_POOL];
                 WCHECK(weft_set(t, "notes", id, fields[f], v->mp, v->mp_len, NULL));
             }
             bs->ops++;
@@ -905,7 +789,7 @@ static void notes_build(const char *dir, size_t n, struct pools *p, struct build
             }
         }
     }
-    bs->seconds = (double)(now_ns() - t0) / 1e9;
+    bs->seconds = (double)(weft__bench_now_ns() - t0) / 1e9;
     weft_store_close(&s);
 }
 
@@ -944,9 +828,9 @@ static int child_main(const char *mode, const char *dir, const char *id)
     int all = strcmp(mode, "all") == 0;
     memset(&r, 0, sizeof r);
     read_mem(&r.m0);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = weft__bench_now_ns();
     WCHECK(weft_store_open(dir, NULL, &s));
-    uint64_t t1 = now_ns();
+    uint64_t t1 = weft__bench_now_ns();
     WCHECK(weft_txn_begin(s, WEFT_TXN_RDONLY, &t));
     int n;
     if (all) {
@@ -958,11 +842,11 @@ static int child_main(const char *mode, const char *dir, const char *id)
         WCHECK(n);
         r.entities = 1;
     }
-    uint64_t t2 = now_ns();
+    uint64_t t2 = weft__bench_now_ns();
     read_mem(&r.m1);
     weft_txn_abort(&t);
     weft_store_close(&s);
-    uint64_t t3 = now_ns();
+    uint64_t t3 = weft__bench_now_ns();
     r.fields = a.fields;
     printf("open_us=%.1f read_us=%.1f total_us=%.1f close_us=%.1f entities=%ld fields=%ld "
            "rss0=%ld anon0=%ld file0=%ld rss=%ld anon=%ld file=%ld shm=%ld hwm=%ld sum=%u\n",
@@ -972,19 +856,19 @@ static int child_main(const char *mode, const char *dir, const char *id)
     return 0;
 }
 
-static void run_child(const struct cfg *c, const char *mode, const char *dir, const char *id,
+static void run_child(const weft_bench_cfg *c, const char *mode, const char *dir, const char *id,
                       struct child_res *r, double *wall_us)
 {
     int fds[2];
     if (pipe(fds) != 0) {
-        die("pipe: %s", strerror(errno));
+        weft__bench_die("pipe: %s", strerror(errno));
     }
     fflush(stdout);
     fflush(stderr);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = weft__bench_now_ns();
     pid_t pid = fork();
     if (pid < 0) {
-        die("fork: %s", strerror(errno));
+        weft__bench_die("fork: %s", strerror(errno));
     }
     if (pid == 0) {
         dup2(fds[1], 1);
@@ -1005,9 +889,9 @@ static void run_child(const struct cfg *c, const char *mode, const char *dir, co
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    *wall_us = (double)(now_ns() - t0) / 1e3;
+    *wall_us = (double)(weft__bench_now_ns() - t0) / 1e3;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        die("child %s failed (status %d)", mode, status);
+        weft__bench_die("child %s failed (status %d)", mode, status);
     }
     memset(r, 0, sizeof *r);
     unsigned sum;
@@ -1017,7 +901,7 @@ static void run_child(const struct cfg *c, const char *mode, const char *dir, co
                &r->open_us, &r->read_us, &r->total_us, &r->close_us, &r->entities, &r->fields,
                &r->m0.rss_kb, &r->m0.anon_kb, &r->m0.file_kb, &r->m1.rss_kb, &r->m1.anon_kb,
                &r->m1.file_kb, &r->m1.shmem_kb, &r->m1.hwm_kb, &sum) != 15) {
-        die("child %s: unexpected output: %s", mode, buf);
+        weft__bench_die("child %s: unexpected output: %s", mode, buf);
     }
 }
 
@@ -1026,12 +910,14 @@ struct series {
     double total_us, open_us, read_us, wall_us;
 };
 
-static void measure(const struct cfg *c, const char *mode, const char *dir, const char *id,
+static void measure(const weft_bench_cfg *c, const char *mode, const char *dir, const char *id,
                     int cold, struct series *out, struct child_res *last)
 {
     size_t runs = (size_t)c->runs;
-    double *tot = xcalloc(runs, sizeof(double)), *op = xcalloc(runs, sizeof(double));
-    double *rd = xcalloc(runs, sizeof(double)), *wall = xcalloc(runs, sizeof(double));
+    double *tot = weft__bench_calloc(runs, sizeof(double)),
+           *op = weft__bench_calloc(runs, sizeof(double));
+    double *rd = weft__bench_calloc(runs, sizeof(double)),
+           *wall = weft__bench_calloc(runs, sizeof(double));
     for (size_t i = 0; i < runs; i++) {
         if (cold) {
             dir_walk(dir, NULL, 1);
@@ -1041,10 +927,10 @@ static void measure(const struct cfg *c, const char *mode, const char *dir, cons
         op[i] = last->open_us;
         rd[i] = last->read_us;
     }
-    out->total_us = quantile(tot, runs, 0.5);
-    out->open_us = quantile(op, runs, 0.5);
-    out->read_us = quantile(rd, runs, 0.5);
-    out->wall_us = quantile(wall, runs, 0.5);
+    out->total_us = weft__bench_quantile(tot, runs, 0.5);
+    out->open_us = weft__bench_quantile(op, runs, 0.5);
+    out->read_us = weft__bench_quantile(rd, runs, 0.5);
+    out->wall_us = weft__bench_quantile(wall, runs, 0.5);
     free(tot);
     free(op);
     free(rd);
@@ -1079,7 +965,7 @@ static char *find_env(const char *dir, unsigned *flags)
         if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0) {
             continue;
         }
-        char *sub = path_join(dir, nm);
+        char *sub = weft__bench_path_join(dir, nm);
         if (lstat(sub, &st) != 0) {
             free(sub);
             continue;
@@ -1216,33 +1102,33 @@ static void jb_physical(struct jb *j, const char *dir)
     mdb_env_close(env);
 }
 
-static void wl_notes(const struct cfg *c)
+static void wl_notes(const weft_bench_cfg *c)
 {
     const size_t n = c->quick ? 1000 : 10000;
-    char *dir = make_tmp(c, "notes");
+    char *dir = weft__bench_make_tmp(c, "notes");
     struct pools p;
-    pools_init(&p, 3);
+    weft__bench_pools_init(&p, 3);
     char msg[128];
     snprintf(msg, sizeof msg, "notes: building %zu notes", n);
-    progress(c, msg);
+    weft__bench_progress(c, msg);
 
     struct build_stats bs;
-    notes_build(dir, n, &p, &bs);
+    weft__bench_notes_build(dir, n, &p, &bs);
 
     weft_store *s = NULL;
     WCHECK(weft_store_open(dir, NULL, &s));
     weft_info info;
     WCHECK(weft_store_info(s, &info));
     struct opsize os;
-    int have_log = log_bytes(s, &os) == 0;
+    int have_log = weft__bench_log_bytes(s, &os) == 0;
     weft_store_close(&s);
 
     struct usage u = {0, 0, 0};
     dir_walk(dir, &u, 0);
 
-    progress(c, "notes: measuring in fresh processes");
+    weft__bench_progress(c, "notes: measuring in fresh processes");
     char id[16];
-    fmt_id(id, "n", n / 2, 5);
+    weft__bench_fmt_id(id, "n", n / 2, 5);
     struct series one, all, one_cold, all_cold;
     struct child_res r_one, r_all, r_tmp;
     measure(c, "one", dir, id, 0, &one, &r_one);
@@ -1250,7 +1136,8 @@ static void wl_notes(const struct cfg *c)
     measure(c, "one", dir, id, 1, &one_cold, &r_tmp);
     measure(c, "all", dir, id, 1, &all_cold, &r_tmp);
     if (r_all.entities != (long)n || r_all.fields != (long)(4 * n) || r_one.fields != 4) {
-        die("notes: read %ld entities / %ld fields (one note: %ld fields), expected %zu / %zu / 4",
+        weft__bench_die(
+            "notes: read %ld entities / %ld fields (one note: %ld fields), expected %zu / %zu / 4",
             r_all.entities, r_all.fields, r_one.fields, n, 4 * n);
     }
 
@@ -1319,10 +1206,10 @@ static void wl_notes(const struct cfg *c)
              ok_all ? "met" : "MISSED", (double)u.bytes / 1e6, (double)u.allocated / 1e6,
              ok_disk ? "met" : "MISSED", (double)r_all.m1.rss_kb * 1024.0 / 1e6, anon_b / 1e6,
              ok_anon ? "met" : "MISSED", (double)r_all.m1.file_kb * 1024.0 / 1e6);
-    emit(c, &j, sum);
+    weft__bench_emit(c, &j, sum);
 
-    pools_free(&p);
-    drop_tmp(c, dir);
+    weft__bench_pools_free(&p);
+    weft__bench_drop_tmp(c, dir);
 }
 
 /* ---- main ---- */
@@ -1330,7 +1217,8 @@ static void wl_notes(const struct cfg *c)
 static void usage(FILE *f)
 {
     fputs("usage: weft-bench [--dir DIR] [--json] [--quick] [--runs N] [--keep] [WORKLOAD...]\n"
-          "  workloads: write1 batch notes (default: all, in that order)\n"
+          "  workloads: write1 batch notes sync_initial sync_incremental sync_live reconnect\n"
+          "             (default: all, in that order)\n"
           "  --dir DIR  make the temporary stores under DIR (default /var/tmp)\n"
           "  --json     stdout carries only the JSON lines (summaries go to stderr)\n"
           "  --quick    10x fewer ops (smoke run, a few seconds at most)\n"
@@ -1339,16 +1227,42 @@ static void usage(FILE *f)
           f);
 }
 
+/* The workloads, in the order they run. */
+static const struct workload {
+    const char *name;
+    void (*run)(const weft_bench_cfg *c);
+} workloads[] = {
+    {"write1", wl_write1},
+    {"batch", wl_batch},
+    {"notes", wl_notes},
+    {"sync_initial", weft__bench_sync_initial},
+    {"sync_incremental", weft__bench_sync_incremental},
+    {"sync_live", weft__bench_sync_live},
+    {"reconnect", weft__bench_reconnect},
+};
+
+#define NWORKLOADS (sizeof workloads / sizeof workloads[0])
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--child") == 0) {
         return child_main(argv[2], argv[3], argv[4]);
     }
-    struct cfg c = {"/var/tmp", NULL, 0, 0, 0, 0};
-    int want[3] = {0, 0, 0}, any = 0;
+    if (argc >= 2 &&
+        (strcmp(argv[1], "--sync-peer") == 0 || strcmp(argv[1], "--curve-send") == 0)) {
+        return weft__bench_sync_child(argc, argv);
+    }
+    weft_bench_cfg c = {"/var/tmp", NULL, 0, 0, 0, 0};
+    int want[NWORKLOADS] = {0}, any = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--dir") == 0 && i + 1 < argc) {
+        size_t w = 0;
+        while (w < NWORKLOADS && strcmp(a, workloads[w].name) != 0) {
+            w++;
+        }
+        if (w < NWORKLOADS) {
+            want[w] = any = 1;
+        } else if (strcmp(a, "--dir") == 0 && i + 1 < argc) {
             c.base = argv[++i];
         } else if (strcmp(a, "--json") == 0) {
             c.json = 1;
@@ -1365,20 +1279,11 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
-        } else if (strcmp(a, "write1") == 0) {
-            want[0] = any = 1;
-        } else if (strcmp(a, "batch") == 0) {
-            want[1] = any = 1;
-        } else if (strcmp(a, "notes") == 0) {
-            want[2] = any = 1;
         } else {
             fprintf(stderr, "weft-bench: unknown argument '%s'\n", a);
             usage(stderr);
             return 2;
         }
-    }
-    if (!any) {
-        want[0] = want[1] = want[2] = 1;
     }
     if (c.runs == 0) {
         c.runs = c.quick ? 3 : 7;
@@ -1387,24 +1292,20 @@ int main(int argc, char **argv)
     static char self[4096];
     ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
     if (sl <= 0) {
-        die("readlink /proc/self/exe: %s", strerror(errno));
+        weft__bench_die("readlink /proc/self/exe: %s", strerror(errno));
     }
     self[sl] = '\0';
     c.self = self;
     struct stat st;
     if (stat(c.base, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        die("--dir %s: not a directory", c.base);
+        weft__bench_die("--dir %s: not a directory", c.base);
     }
 
     print_header(&c);
-    if (want[0]) {
-        wl_write1(&c);
-    }
-    if (want[1]) {
-        wl_batch(&c);
-    }
-    if (want[2]) {
-        wl_notes(&c);
+    for (size_t w = 0; w < NWORKLOADS; w++) {
+        if (want[w] || !any) {
+            workloads[w].run(&c);
+        }
     }
     return 0;
 }

@@ -21,6 +21,10 @@ HEADLINE = {
     "write1": "ratio_median",
     "batch": "ops_per_s",
     "notes": "open_read_all.total_ms",
+    "sync_initial": "ratio",
+    "sync_incremental": "sizes.100000.fresh.ms_median",
+    "sync_live": "one_way_ms.median",
+    "reconnect": "session.ms_median",
 }
 
 FIGURES = {
@@ -35,6 +39,22 @@ FIGURES = {
               "rss_after_read_all_kb.anon", "rss_after_read_all_kb.file",
               "rss_after_read_all_kb.anon_at_start", "disk.bytes", "disk.allocated",
               "disk.log_payload_bytes"],
+    "sync_initial": ["weft.converge_ms", "weft.live_ms", "weft.ops_per_s", "weft.wire_bytes",
+                     "weft.wire_bytes_with_headers", "weft.engine_bytes_b", "weft.ops_batches",
+                     "raw_curve.ms_median", "raw_curve.message_bytes", "ratio"],
+    "sync_incremental": [f"sizes.{n}.{m}.{f}" for n in ("10000", "100000", "1000000")
+                         for m in ("fresh", "push")
+                         for f in ("ms_median", "slow_over_100ms", "wire_bytes_median",
+                                   "wire_bytes_with_headers_median",
+                                   "engine_payload_bytes_median")]
+                        + [f"sizes.{n}.first_session_live_ms" for n in ("10000", "100000",
+                                                                        "1000000")],
+    "sync_live": ["one_way_ms.median", "one_way_ms.p99", "ack_ms.median", "ack_ms.p99",
+                  "one_way_fast_ms.median", "one_way_fast_ms.p99", "slow_over_100ms",
+                  "ops_measured", "commit_ms_median", "wire_bytes_per_op"],
+    "reconnect": ["session.ms_median", "session.ms_max", "session.wire_bytes_median",
+                  "session.wire_bytes_with_headers_median", "params.curve_handshake_bytes",
+                  "weft_bytes_median"],
 }
 
 
@@ -59,6 +79,9 @@ def main(paths):
                 runs.setdefault(rec["bench"], []).append(rec)
     for bench, recs in runs.items():
         key = HEADLINE[bench]
+        recs = [r for r in recs if get(r, key) is not None]  # --quick runs lack some sizes
+        if not recs:
+            continue
         ordered = sorted(recs, key=lambda r: get(r, key))
         med = ordered[(len(ordered) - 1) // 2]
         print(f"== {bench}: {len(recs)} runs; median run by {key} = {get(med, key)}"
