@@ -14,6 +14,7 @@
 #ifndef WEFT_INT_H
 #define WEFT_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -77,6 +78,15 @@ void *weft__arena_dup(weft__arena *a, const void *p, size_t n);
 /** Free all but the first chunk. */
 void weft__arena_reset(weft__arena *a);
 void weft__arena_free(weft__arena *a);
+
+/* ---- hex (hex.c) ---- */
+/** Write the 2n lowercase hex digits of p[0..n) and a NUL into out (2n + 1 bytes). */
+void weft__hex_encode(char *out, const uint8_t *p, size_t n);
+/** The value of one hex digit (either case), or -1. */
+int weft__hex_digit(char c);
+/** Decode exactly the 2n characters s[0..2n) into p[0..n); false (p untouched)
+ * if any is not a hex digit. The caller checks s has 2n characters. */
+bool weft__hex_decode(const char *s, uint8_t *p, size_t n);
 
 /* ---- big-endian integers (keys sort numerically as bytes) ---- */
 static inline void weft__be64_put(uint8_t *p, uint64_t v)

@@ -223,43 +223,10 @@ static void wipe(void *p, size_t n)
     }
 }
 
-static void hex_encode(const uint8_t key[WEFT_KEY_BYTES], char out[2 * WEFT_KEY_BYTES + 1])
+/* A ZAP User-Id: exactly 64 hex digits of a public key. */
+static bool user_id_decode(const char *s, uint8_t key[WEFT_KEY_BYTES])
 {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < WEFT_KEY_BYTES; i++) {
-        out[2 * i] = digits[key[i] >> 4];
-        out[2 * i + 1] = digits[key[i] & 15];
-    }
-    out[2 * WEFT_KEY_BYTES] = '\0';
-}
-
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-static bool hex_decode(const char *s, uint8_t key[WEFT_KEY_BYTES])
-{
-    if (s == NULL || strlen(s) != 2 * WEFT_KEY_BYTES) {
-        return false;
-    }
-    for (size_t i = 0; i < WEFT_KEY_BYTES; i++) {
-        int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            return false;
-        }
-        key[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
+    return s != NULL && strlen(s) == 2 * WEFT_KEY_BYTES && weft__hex_decode(s, key, WEFT_KEY_BYTES);
 }
 
 /* xorshift64*: jitter only, no security role. */
@@ -1192,7 +1159,7 @@ static int zap_serve_one(weft_sync *e)
         if (rc == 0) {
             status = "200";
             text = "OK";
-            hex_encode(key, user);
+            weft__hex_encode(user, key, WEFT_KEY_BYTES);
         } else if (rc != WEFT_ENOTFOUND) {
             status = "500";
             text = "cannot read the peer list";
@@ -1216,7 +1183,7 @@ static int zap_serve_one(weft_sync *e)
     if (status[0] != '2') {
         char hex[2 * WEFT_KEY_BYTES + 1] = "";
         if (have_key) {
-            hex_encode(key, hex);
+            weft__hex_encode(hex, key, WEFT_KEY_BYTES);
         }
         e->health.refused++;
         e->pub_dirty = true;
@@ -1240,7 +1207,7 @@ static int zap_serve_one(weft_sync *e)
 static void accept_inbound(weft_sync *e, const uint8_t *rid, size_t rid_len, zmq_msg_t *body)
 {
     uint8_t key[WEFT_KEY_BYTES];
-    if (!hex_decode(zmq_msg_gets(body, "User-Id"), key)) {
+    if (!user_id_decode(zmq_msg_gets(body, "User-Id"), key)) {
         zombie_add(e, rid, rid_len);
         return;
     }

@@ -88,29 +88,6 @@ uint64_t weft_device_of(const uint8_t public_key[WEFT_KEY_BYTES])
     return weft__be64_get(h);
 }
 
-static void hex_put(char *out, const uint8_t *p, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 int weft_card(const weft_store *s, const char *endpoints, char *buf, size_t cap)
 {
@@ -136,7 +113,7 @@ int weft_card(const weft_store *s, const char *endpoints, char *buf, size_t cap)
         return weft__err(WEFT_ENOSPC, "weft_card: card needs %zu bytes, buffer has %zu", need, cap);
     }
     char hex[2 * WEFT_KEY_BYTES + 1];
-    hex_put(hex, s->public_key, WEFT_KEY_BYTES);
+    weft__hex_encode(hex, s->public_key, WEFT_KEY_BYTES);
     snprintf(buf, cap, "%s%s%s%s", CARD_PREFIX, hex, elen ? "@" : "", elen ? endpoints : "");
     return 0;
 }
@@ -158,13 +135,11 @@ int weft_card_parse(const char *card, uint8_t public_key[WEFT_KEY_BYTES],
             return weft__err(WEFT_EINVAL, "card key has %zu hex digits, expected %u", i,
                              2 * WEFT_KEY_BYTES);
         }
-        if (hex_val(h[i]) < 0) {
+        if (weft__hex_digit(h[i]) < 0) {
             return weft__err(WEFT_EINVAL, "card key has a non-hex character at digit %zu", i);
         }
     }
-    for (size_t i = 0; i < WEFT_KEY_BYTES; i++) {
-        key[i] = (uint8_t)(hex_val(h[2 * i]) << 4 | hex_val(h[2 * i + 1]));
-    }
+    weft__hex_decode(h, key, WEFT_KEY_BYTES); /* every digit checked above */
     const char *rest = h + 2 * WEFT_KEY_BYTES;
     char a[WEFT_ENDPOINT_MAX + 1] = "";
     if (*rest == '@') {
@@ -348,7 +323,7 @@ static int rec_get(weft_txn *t, const uint8_t key[WEFT_KEY_BYTES], peer_rec *out
     int rc = weft__txn_get(t, "peers", k, &v);
     if (rc == WEFT_ENOTFOUND) {
         char hex[2 * WEFT_KEY_BYTES + 1];
-        hex_put(hex, key, WEFT_KEY_BYTES);
+        weft__hex_encode(hex, key, WEFT_KEY_BYTES);
         return weft__err(WEFT_ENOTFOUND, "no peer with key %s", hex);
     }
     if (rc != 0) {
