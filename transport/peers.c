@@ -88,7 +88,6 @@ uint64_t weft_device_of(const uint8_t public_key[WEFT_KEY_BYTES])
     return weft__be64_get(h);
 }
 
-
 int weft_card(const weft_store *s, const char *endpoints, char *buf, size_t cap)
 {
     if (s == NULL || (buf == NULL && cap > 0)) {
