@@ -19,8 +19,8 @@ const char *weft_strerror(int err)
     switch (err) {
     case WEFT_OK:
         return "success";
-#define WEFT__X(name, code, text)                                                                  \
-    case name:                                                                                     \
+#define WEFT__X(name, code, text) \
+    case name:                    \
         return text;
         WEFT_ERR_MAP(WEFT__X)
 #undef WEFT__X
@@ -34,8 +34,8 @@ const char *weft_err_name(int err)
     switch (err) {
     case WEFT_OK:
         return "WEFT_OK";
-#define WEFT__X(name, code, text)                                                                  \
-    case name:                                                                                     \
+#define WEFT__X(name, code, text) \
+    case name:                    \
         return #name;
         WEFT_ERR_MAP(WEFT__X)
 #undef WEFT__X

@@ -133,12 +133,12 @@ struct weft_store {
     pthread_cond_t grow_cv;
 
     pthread_mutex_t notify_mu;
-    int notify_fd;     /* notify_mu; epoll set of ino_fd + timer_fd; -1 until first asked for */
-    int ino_fd;        /* notify_mu; inotify watching data.mdb */
-    int timer_fd;      /* notify_mu; re-check while a seen commit is not readable yet */
+    int notify_fd;       /* notify_mu; epoll set of ino_fd + timer_fd; -1 until first asked for */
+    int ino_fd;          /* notify_mu; inotify watching data.mdb */
+    int timer_fd;        /* notify_mu; re-check while a seen commit is not readable yet */
     unsigned recheck_us; /* notify_mu; current re-check delay, 0 when none is armed */
     unsigned recheck_left_us; /* notify_mu; budget left for re-checks of this commit */
-    uint64_t seen_seq; /* notify_mu; last change sequence reported */
+    uint64_t seen_seq;        /* notify_mu; last change sequence reported */
 };
 
 /* One entry of a version vector. */

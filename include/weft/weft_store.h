@@ -201,8 +201,8 @@ WEFT_API int weft_resolve(weft_txn *t, const char *coll, const char *id, const c
 /** Delete an entity (hides every field written by an op not after this one). */
 WEFT_API int weft_del(weft_txn *t, const char *coll, const char *id, weft_id *out_id);
 /** Add @p n (may be negative) to a counter field. The sum wraps modulo 2^64. */
-WEFT_API int weft_inc(weft_txn *t, const char *coll, const char *id, const char *field,
-                      int64_t n, weft_id *out_id);
+WEFT_API int weft_inc(weft_txn *t, const char *coll, const char *id, const char *field, int64_t n,
+                      weft_id *out_id);
 /** Add an element (msgpack) to a set field. */
 WEFT_API int weft_add(weft_txn *t, const char *coll, const char *id, const char *field,
                       const void *msgpack, size_t len, weft_id *out_id);
@@ -225,7 +225,7 @@ typedef struct weft_field {
     const char *entity; /* NUL-terminated */
     const char *name;   /* NUL-terminated */
     weft_kind kind;
-    weft_bytes value; /* canonical msgpack: the newest head, the sum (int) or the elements (array) */
+    weft_bytes value; /* canonical msgpack: newest head, sum (int) or elements (array) */
     weft_id id;       /* the newest op behind the visible value */
     uint32_t heads;   /* visible register heads; > 1 means the field is in conflict */
 } weft_field;
@@ -335,9 +335,9 @@ WEFT_API int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_re
  * the next weft_op_describe() on @p t or the end of @p t, whichever is first
  * (so describing a whole log runs in constant memory). */
 typedef struct weft_op_info {
-    const char *kind; /* "set", "del", "inc", "add", "rem" */
+    const char *kind;                  /* "set", "del", "inc", "add", "rem" */
     const char *coll, *entity, *field; /* field is "" for del */
-    weft_bytes value; /* set: value; inc: the amount (int); add/rem: element; del: empty */
+    weft_bytes value;    /* set: value; inc: the amount (int); add/rem: element; del: empty */
     const weft_id *prev; /* set: heads seen; rem: adds removed */
     size_t nprev;
 } weft_op_info;

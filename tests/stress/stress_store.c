@@ -31,14 +31,14 @@ static weft_store *store;
 static atomic_int writers_left = WRITERS;
 static atomic_int failures;
 
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ < 0) {                                                                             \
-            fprintf(stderr, "%s:%d: %s = %s (%s)\n", __FILE__, __LINE__, #expr,                    \
-                    weft_err_name(rc_), weft_last_error());                                        \
-            atomic_fetch_add(&failures, 1);                                                        \
-        }                                                                                          \
+#define CHECK(expr)                                                             \
+    do {                                                                        \
+        int rc_ = (expr);                                                       \
+        if (rc_ < 0) {                                                          \
+            fprintf(stderr, "%s:%d: %s = %s (%s)\n", __FILE__, __LINE__, #expr, \
+                    weft_err_name(rc_), weft_last_error());                     \
+            atomic_fetch_add(&failures, 1);                                     \
+        }                                                                       \
     } while (0)
 
 static void *writer(void *arg)

@@ -438,8 +438,8 @@ static json_t *mp_map(mp_in *in, size_t n, unsigned depth)
         }
         /* A key with a NUL byte is a str JSON could spell ("\u0000") but
          * that jansson objects (and so `weft put`) refuse: use "$map". */
-        all_str &= json_is_string(k) &&
-                   memchr(json_string_value(k), '\0', json_string_length(k)) == NULL;
+        all_str &=
+            json_is_string(k) && memchr(json_string_value(k), '\0', json_string_length(k)) == NULL;
     }
     if (!pairs) {
         seterr(in->err, in->errlen, "out of memory");
