@@ -10,10 +10,12 @@
  *   - a timerfd for re-checks. LMDB's last write of a commit (the meta page)
  *     comes before the new snapshot is published to readers (after its
  *     fsync), so a watcher woken by a commit's writes may still read the old
- *     snapshot, and no later write would wake it. When weft_store_changed
- *     drains events but the snapshot has not moved, it arms the timer (250 us,
- *     doubling to 50 ms, for at most ~2 s per commit: a commit that fails
- *     never publishes) and the fd becomes readable again when it fires.
+ *     snapshot, and no later write would wake it. Whenever weft_store_changed
+ *     finds a commit written (the meta page's txn id, mdb_env_info) but not
+ *     yet readable (a read txn's snapshot id), it arms the timer (250 us,
+ *     doubling to 50 ms, at most ~2 s per commit as a safety bound) and the
+ *     fd becomes readable again when it fires; when nothing is in flight no
+ *     timer runs.
  * All of it is on the reader's side: writers pay nothing (touching the file
  * after each commit cost 0.2 of a durable commit on ext4).
  *
@@ -22,8 +24,8 @@
  *      sequence at open before the first call).
  *   2. notify_fd, ino_fd and timer_fd are all -1 or all live, notify_fd
  *      watching the other two.
- *   3. A re-check is armed (recheck_us > 0) only while events were seen
- *      that the readable snapshot does not reflect yet.
+ *   3. A re-check is armed (recheck_us > 0) only while, at the last call,
+ *      the meta page named a txn newer than the readable snapshot.
  * Thread-safety: thread-safe (notify_mu).
  */
 #include <errno.h>
@@ -164,22 +166,29 @@ int weft_store_changed(weft_store *s, uint64_t *seq)
             pthread_mutex_unlock(&s->notify_mu);
             return rc;
         }
-        if (now != s->seen_seq) {
-            if (s->recheck_us > 0) {
-                arm(s, 0);
+        /* Written but not yet readable: the meta page (what mdb_env_info
+         * reads) already names a txn newer than the snapshot readers get.
+         * Re-check until they agree: no later event would wake us. This
+         * covers a burst, where one drain consumes the events of a commit
+         * already readable and of one still in flight. */
+        MDB_envinfo ei;
+        mdb_env_info(s->env, &ei);
+        if ((uint64_t)ei.me_last_txnid > now) {
+            if (s->recheck_us == 0 || events) {
+                s->recheck_left_us = RECHECK_BUDGET_US;
+                arm(s, RECHECK_FIRST_US);
+            } else if (fired) {
+                unsigned next =
+                    s->recheck_us * 2 > RECHECK_MAX_US ? RECHECK_MAX_US : s->recheck_us * 2;
+                if (s->recheck_left_us > s->recheck_us) {
+                    s->recheck_left_us -= s->recheck_us;
+                    arm(s, next);
+                } else {
+                    arm(s, 0); /* gave up: that commit never published */
+                }
             }
-        } else if (events) {
-            /* Writes seen, snapshot not moved: a commit is in flight. */
-            s->recheck_left_us = RECHECK_BUDGET_US;
-            arm(s, RECHECK_FIRST_US);
-        } else if (fired && s->recheck_us > 0) {
-            unsigned next = s->recheck_us * 2 > RECHECK_MAX_US ? RECHECK_MAX_US : s->recheck_us * 2;
-            if (s->recheck_left_us > s->recheck_us) {
-                s->recheck_left_us -= s->recheck_us;
-                arm(s, next);
-            } else {
-                arm(s, 0); /* gave up: that commit never published (it failed) */
-            }
+        } else if (s->recheck_us > 0) {
+            arm(s, 0);
         }
         rc = now != s->seen_seq;
         s->seen_seq = now;
