@@ -166,7 +166,8 @@ struct weft_txn {
     size_t nvv, vvcap;
     weft__vvent *vv_save;
     size_t vv_savecap;
-    uint64_t conflicts; /* entries of `conflicts`, kept in step by apply.c */
+    uint64_t conflicts; /* entries of `conflicts`, kept in step by apply.c; session.c
+                         * compares it around weft_apply to report new conflicts */
     /* Greatest key of `fields` in this MDB txn, or above it (never below:
      * an insert of a greater key updates it; a delete or an aborted nested
      * txn may leave it above the real last key, which is safe).
