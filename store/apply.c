@@ -53,8 +53,9 @@
  *      current MDB txn (equal unless that key was deleted or a nested txn
  *      was aborted), so a key above it is absent.
  * Thread-safety: one thread at a time per txn; the store's clock is touched
- * only by the write txn holder (under write_mu).
+ * only by the working write txn (txn.c: the group's worker).
  */
+#include "../common/killpoint.h"
 #include "store_int.h"
 
 /* ---- the cached version vector of a write txn ---- */
@@ -590,6 +591,7 @@ static int apply_one(weft_txn *t, weft_id id, const uint8_t *payload, size_t len
     if (rc != 0) {
         return weft__store_mdb_err(rc, "writing the device index");
     }
+    WEFT__KILLPOINT(WEFT__KP_OP_LOGGED);
 
     /* 3. The materialised state. */
     if (del) {
@@ -612,6 +614,7 @@ static int apply_one(weft_txn *t, weft_id id, const uint8_t *payload, size_t len
             return rc;
         }
     }
+    WEFT__KILLPOINT(WEFT__KP_OP_MATERIALISED);
 
     /* 4. The vv cache (its truth, by_device, was written in step 2). */
     (void)local;
@@ -730,6 +733,7 @@ static int apply_batch(weft_txn *t, const weft_op *ops, size_t n, weft_apply_res
             weft__err_clear();
             return 0;
         }
+        WEFT__KILLPOINT(WEFT__KP_BATCH_OP);
         if ((rc = weft__store_journal_op(t, id, o->payload.ptr, o->payload.len, false)) != 0 ||
             (rc = weft__store_apply_op(t, id, o->payload.ptr, o->payload.len, &op, false)) != 0) {
             return rc;
@@ -771,10 +775,13 @@ int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *res
             return weft__store_mdb_err(rc, "beginning a nested transaction");
         }
         t->txn = child;
+        WEFT__KILLPOINT(WEFT__KP_BATCH_BEGUN);
         rc = apply_batch(t, ops, n, &r);
         if (rc == 0) {
+            WEFT__KILLPOINT(WEFT__KP_BATCH_APPLIED);
             rc = weft__store_mdb_err(mdb_txn_commit(child), "committing a batch");
             r.failed_at = n;
+            WEFT__KILLPOINT(WEFT__KP_BATCH_COMMITTED);
         } else {
             mdb_txn_abort(child);
         }
@@ -791,6 +798,7 @@ int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *res
         t->nvv = nvv;
         t->journal.len = jlen;
         t->conflicts = conf0;
+        WEFT__KILLPOINT(WEFT__KP_BATCH_ROLLED_BACK);
         if (rc != WEFT__EMAPFULL) {
             if (res != NULL) {
                 res->failed_at = r.failed_at;

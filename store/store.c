@@ -4,8 +4,13 @@
  * Opening (weft_store_open):
  *   1. dir missing: mkdir it (WEFT_OPEN_CREATE) or WEFT_ENOSTORE;
  *      data.mdb missing without WEFT_OPEN_CREATE: WEFT_ENOSTORE.
- *   2. mdb_env_open with MDB_NOTLS (a thread may hold several read txns),
- *      full durability (no NOSYNC/NOMETASYNC/MAPASYNC/WRITEMAP);
+ *   2. mdb_env_open with MDB_NOTLS (a thread may hold several read txns)
+ *      and MDB_NOMETASYNC: a commit writes its pages and fdatasyncs them,
+ *      then writes the meta page without syncing it; the committer syncs
+ *      the meta page itself (mdb_env_sync) before it acknowledges, after
+ *      letting the next write txn start (txn.c: group commit). LMDB keeps
+ *      its integrity under NOMETASYNC (a crash may lose only commits not
+ *      yet acknowledged); no NOSYNC/MAPASYNC/WRITEMAP.
  *      mdb_reader_check clears slots of dead processes.
  *   3. A write txn (creating) or a read txn (opening) opens the databases and
  *      checks meta: schema first (WEFT_EVERSION), then device, store id and
@@ -36,6 +41,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/killpoint.h"
 #include "store_int.h"
 
 #define KEYFILE_MAGIC "WEFTKEY1"
@@ -297,6 +303,7 @@ static int meta_create(weft_store *s, MDB_txn *txn)
     if (rc != 0) {
         return rc;
     }
+    WEFT__KILLPOINT(WEFT__KP_CREATE_KEY);
     uint8_t b4[4], b8[8], id[16];
     randombytes_buf(id, sizeof id);
     weft__be32_put(b4, WEFT__SCHEMA);
@@ -308,6 +315,7 @@ static int meta_create(weft_store *s, MDB_txn *txn)
         (rc = meta_put(txn, m, "public_key", pk, WEFT_KEY_BYTES)) != 0) {
         return weft__store_mdb_err(rc, "writing the store's meta");
     }
+    WEFT__KILLPOINT(WEFT__KP_CREATE_META);
     return 0;
 }
 
@@ -396,6 +404,10 @@ static int setup(weft_store *s, bool create, bool excl)
         }
     }
     rc = mdb_txn_commit(txn); /* keeps the dbi handles */
+    WEFT__KILLPOINT(WEFT__KP_SETUP_COMMITTED);
+    if (rc == 0 && fresh) {
+        rc = mdb_env_sync(s->env, 1); /* the meta page too (MDB_NOMETASYNC) */
+    }
     if (rc != 0) {
         rc = weft__store_mdb_err(rc, "committing the new store");
         return rc == WEFT__EMAPFULL
@@ -427,7 +439,9 @@ static void store_free(weft_store *s)
         close(s->lock_fd);
     }
     weft__store_notify_close(s);
-    pthread_mutex_destroy(&s->write_mu);
+    pthread_mutex_destroy(&s->group_mu);
+    pthread_cond_destroy(&s->group_cv);
+    pthread_cond_destroy(&s->done_cv);
     pthread_mutex_destroy(&s->notify_mu);
     pthread_rwlock_destroy(&s->map_lock);
     pthread_mutex_destroy(&s->grow_mu);
@@ -450,14 +464,9 @@ static int store_alloc(const char *dir, weft_store **out)
         n--;
     }
     s->dir = weft__malloc(n + 1);
-    pthread_mutexattr_t ma;
-    bool ok = s->dir != NULL && pthread_mutexattr_init(&ma) == 0;
-    if (ok) {
-        pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
-        ok = pthread_mutex_init(&s->write_mu, &ma) == 0;
-        pthread_mutexattr_destroy(&ma);
-    }
-    if (!ok || pthread_mutex_init(&s->notify_mu, NULL) != 0 ||
+    if (s->dir == NULL || pthread_mutex_init(&s->group_mu, NULL) != 0 ||
+        pthread_cond_init(&s->group_cv, NULL) != 0 || pthread_cond_init(&s->done_cv, NULL) != 0 ||
+        pthread_mutex_init(&s->notify_mu, NULL) != 0 ||
         pthread_rwlock_init(&s->map_lock, NULL) != 0 ||
         pthread_mutex_init(&s->grow_mu, NULL) != 0 || pthread_cond_init(&s->grow_cv, NULL) != 0) {
         /* Creating mutexes does not fail on Linux; only memory can. */
@@ -547,7 +556,7 @@ int weft_store_open(const char *dir, const weft_options *opt, weft_store **out)
             goto fail;
         }
     }
-    rc = mdb_env_open(s->env, s->dir, MDB_NOTLS, 0600);
+    rc = mdb_env_open(s->env, s->dir, MDB_NOTLS | MDB_NOMETASYNC, 0600);
     if (rc != 0) {
         if (rc == ENOENT || rc == EINVAL || rc == MDB_INVALID) {
             rc = weft__err(WEFT_ECORRUPT, "%s is not a weft store (%s)", data, mdb_strerror(rc));

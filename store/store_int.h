@@ -108,6 +108,40 @@ const char *weft__store_db_name(int db);
 /** The database called @p name, or -1. */
 int weft__store_db_find(const char *name);
 
+/* Group commit (txn.c). A write txn that finds none running leads a group:
+ * it holds writer.lock and the one MDB write txn (the parent), and works in
+ * it directly. When it commits, write txns that began meanwhile join in
+ * turn, each in a child MDB txn of the parent, and the leader then commits
+ * the parent once, durably, for all of them. */
+enum { WEFT__G_IDLE, WEFT__G_WORKING, WEFT__G_OPEN, WEFT__G_CLOSED };
+typedef struct weft__member {
+    struct weft__member *next;
+    int rc;        /* the group's commit result, set by the leader */
+    bool done;     /* rc is set */
+    char msg[256]; /* the leader's error message when rc != 0 */
+} weft__member;
+typedef struct weft__waiter {
+    struct weft__waiter *next;
+    pthread_cond_t cv; /* signalled when it may be its turn */
+} weft__waiter;
+typedef struct weft__group {
+    int state;               /* WEFT__G_*: no group, leader working, admitting, committing */
+    struct weft_txn *leader; /* while not IDLE: the parent txn and the group's journal */
+    pthread_t worker;        /* the thread whose txn is working (leader or follower) */
+    bool has_worker;
+    unsigned waiting;                /* threads waiting in weft_txn_begin: the queue's length */
+    weft__waiter *wq_head, *wq_tail; /* ... in arrival order */
+    unsigned active;                 /* 0 or 1: a follower is working in its child txn */
+    unsigned members;                /* followers admitted to this group */
+    weft__member *done;              /* followers that committed their child, awaiting the result */
+    bool need_grow;                  /* the active follower met a full map: the leader grows it */
+    unsigned grow_gen;               /* +1 after each growth done for a follower */
+    int grow_rc;                     /* its result */
+    uint64_t commits;                /* statistics: groups committed, followers in them */
+    uint64_t joined;
+    char msg[256]; /* the leader's error message when a group commit failed */
+} weft__group;
+
 struct weft_store {
     MDB_env *env;
     MDB_dbi dbi[WEFT__DB_COUNT];
@@ -118,10 +152,13 @@ struct weft_store {
     uint8_t store_id[16];
     int lock_fd; /* writer.lock: flock(LOCK_EX) for the life of a write txn */
 
-    /* Serialises write transactions in this process (error-checking, so a
-     * second write txn in one thread is detected) and guards the clock. */
-    pthread_mutex_t write_mu;
-    weft__hlc clock; /* write_mu */
+    /* Write transactions of this process and their group commit (txn.c).
+     * The clock belongs to the write txn that is working (group.worker). */
+    pthread_mutex_t group_mu;
+    pthread_cond_t group_cv; /* the leader; a follower waiting for a growth */
+    pthread_cond_t done_cv;  /* followers waiting for their group's result */
+    weft__group group;       /* group_mu */
+    weft__hlc clock;         /* the working write txn's */
 
     /* Held shared by every live txn, exclusively around mdb_env_set_mapsize. */
     pthread_rwlock_t map_lock;
@@ -150,6 +187,7 @@ struct weft_txn {
     weft_store *s;
     MDB_txn *txn; /* the current LMDB txn (a child during weft_apply) */
     bool rdonly;
+    bool follower;        /* a write txn in a child of another txn's group */
     bool poisoned;        /* a write failed half-way: only abort is allowed */
     bool mapshared;       /* we hold s->map_lock shared */
     bool wrote;           /* the last weft__store_apply_op wrote to the MDB txn */
@@ -191,6 +229,9 @@ int weft__store_mdb_err(int rc, const char *what);
 /** Grow the map after WEFT__EMAPFULL: abort, grow, begin again and replay the
  * journal. On failure the txn is poisoned. */
 int weft__store_regrow(weft_txn *t);
+/** Group commit statistics: groups committed, followers that joined them,
+ * threads waiting in weft_txn_begin now (tests). */
+void weft__store_group_stats(weft_store *s, uint64_t *commits, uint64_t *joined, unsigned *waiting);
 /** Forget what a write txn caches about its MDB txn (the last key of
  * `fields`): call when t->txn is replaced (map growth) or raw-written. */
 void weft__store_wcache_reset(weft_txn *t);

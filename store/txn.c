@@ -1,18 +1,43 @@
 /* txn.c - transactions: begin, commit, abort, the write journal, and map
  * growth with replay.
  *
- * A write transaction takes three locks, in this order, and holds them to
- * its end:
- *   1. s->write_mu (error-checking mutex): one writer per process; a thread
- *      asking for a second write txn gets EDEADLK -> WEFT_EBUSY. It also
- *      guards the store's clock.
- *   2. flock(writer.lock, LOCK_EX): one weft writer across processes. LMDB's
- *      own writer lock would do for that, except that growing the map needs
- *      every txn of this process ended, which releases LMDB's lock; ours
- *      stays held, so no other process can write between the abort and the
- *      replay, and the replay reproduces exactly what the caller did (same
- *      ids: no other writer of this device can have issued them meanwhile).
- *   3. s->map_lock shared (as every txn does, read txns included).
+ * A write transaction holds, for its whole life:
+ *   1. its place in the store's group (s->group, below): one write txn of
+ *      this process works at a time; a thread asking for a second write txn
+ *      while its first is open gets WEFT_EBUSY. The working txn owns the
+ *      store's clock.
+ *   2. flock(writer.lock, LOCK_EX), taken by the group's leader: one weft
+ *      writer across processes. LMDB's own writer lock would do for that,
+ *      except that growing the map needs every txn of this process ended,
+ *      which releases LMDB's lock; ours stays held, so no other process can
+ *      write between the abort and the replay, and the replay reproduces
+ *      exactly what the callers did (same ids: no other writer of this
+ *      device can have issued them meanwhile).
+ *   3. s->map_lock shared (as every txn does, read txns included), taken by
+ *      the leader for its MDB txn, which the followers' child txns live in.
+ *
+ * Group commit. A durable commit costs two fdatasyncs whatever it holds, so
+ * write txns that begin while another is open share its commit:
+ *
+ *   IDLE --begin--> WORKING --leader commits--> OPEN --> CLOSED --> IDLE
+ *                   (leader works    (followers work in    (leader commits the
+ *                   in the parent)    turn, each in a       parent durably, sets
+ *                                     child txn)            every follower's rc)
+ *
+ * The leader is the txn that began with no group running: it takes
+ * writer.lock and begins the MDB txn (LMDB wants the thread that began it to
+ * end it, and that thread is the leader's). Threads beginning meanwhile
+ * wait; when the leader commits, it admits them one at a time (at most
+ * GROUP_MAX), each working in a child MDB txn of the leader's, whose commit
+ * costs no I/O and appends the follower's journal to the leader's. Once no
+ * follower works and none waits, the leader commits the parent and hands
+ * the result to each follower, which only then returns from
+ * weft_txn_commit: an acknowledged write is on disk. A leader that aborts
+ * drops only its own work (no follower has begun yet) and the next waiter
+ * leads. A follower's abort drops its child only. A follower meeting a full
+ * map aborts its child and asks the leader to grow the map (abort, grow,
+ * replay the group's journal), then replays its own journal in a new child.
+ * If the group commit fails, every member gets the error.
  *
  * Map growth (any put or the commit returned MDB_MAP_FULL: WEFT__EMAPFULL):
  *
@@ -40,11 +65,17 @@
  *      reproduces the txn (ops in the same order, same ids and payloads).
  *   2. t->mapshared is true exactly while this txn holds map_lock shared;
  *      the thread-local table `held` counts those per store.
- *   3. weft_txn_commit returns 0 only after mdb_txn_commit returned 0.
+ *   3. weft_txn_commit returns 0 only after mdb_txn_commit returned 0 for
+ *      the MDB txn holding the caller's writes (the group's parent).
+ *   4. At most one write txn of a store works at a time (the group's
+ *      worker): the leader in WORKING, one follower in OPEN; the leader's
+ *      journal is the group's: its own records, then each committed
+ *      follower's, in commit order.
  * Thread-safety: a txn is one thread at a time; a write txn must end on the
- * thread that began it (it owns write_mu).
+ * thread that began it.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -52,6 +83,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/killpoint.h"
 #include "store_int.h"
 
 /* ---- which stores this thread holds txns of (for fast EBUSY) ---- */
@@ -185,18 +217,9 @@ static void raw_abort(weft_txn *t)
 
 static int writer_lock(weft_store *s)
 {
-    int e = pthread_mutex_lock(&s->write_mu);
-    if (e == EDEADLK) {
-        return weft__err(WEFT_EBUSY, "this thread already holds a write transaction on %s", s->dir);
-    }
-    if (e != 0) {
-        return weft__err(WEFT_EIO, "locking the writer mutex: %s", strerror(e));
-    }
     while (flock(s->lock_fd, LOCK_EX) != 0) {
         if (errno != EINTR) {
-            e = errno;
-            pthread_mutex_unlock(&s->write_mu);
-            return weft__err(WEFT_EIO, "locking %s/writer.lock: %s", s->dir, strerror(e));
+            return weft__err(WEFT_EIO, "locking %s/writer.lock: %s", s->dir, strerror(errno));
         }
     }
     return 0;
@@ -205,15 +228,155 @@ static int writer_lock(weft_store *s)
 static void writer_unlock(weft_store *s)
 {
     flock(s->lock_fd, LOCK_UN);
-    pthread_mutex_unlock(&s->write_mu);
+}
+
+/* ---- the group (s->group, under s->group_mu) ---- */
+
+#define GROUP_MAX 64
+
+static void group_set_worker(weft__group *g, bool on)
+{
+    g->has_worker = on;
+    if (on) {
+        g->worker = pthread_self();
+    }
+}
+
+/* Lead a new group or join the open one; waits for either. *lead tells
+ * which. Called and returns with group_mu held. */
+static int group_enter(weft_store *s, bool *lead)
+{
+    weft__group *g = &s->group;
+    weft__waiter me;
+    bool queued = false;
+    for (;;) {
+        if (!queued && g->has_worker && pthread_equal(g->worker, pthread_self())) {
+            return weft__err(WEFT_EBUSY, "this thread already holds a write transaction on %s",
+                             s->dir);
+        }
+        /* First come, first served: only the head of the queue (or anyone
+         * while nobody queues) may take a free place. */
+        bool turn = g->wq_head == NULL || g->wq_head == &me;
+        bool leads = turn && g->state == WEFT__G_IDLE;
+        bool joins = turn && g->state == WEFT__G_OPEN && g->active == 0 && g->members < GROUP_MAX;
+        if (leads || joins) {
+            if (queued) {
+                g->wq_head = me.next;
+                if (g->wq_head == NULL) {
+                    g->wq_tail = NULL;
+                }
+                g->waiting--;
+                pthread_cond_destroy(&me.cv);
+            }
+            if (leads) {
+                g->state = WEFT__G_WORKING;
+            } else {
+                g->active = 1;
+                g->members++;
+            }
+            group_set_worker(g, true);
+            *lead = leads;
+            return 0;
+        }
+        if (!queued) {
+            me.next = NULL;
+            pthread_cond_init(&me.cv, NULL);
+            if (g->wq_tail != NULL) {
+                g->wq_tail->next = &me;
+            } else {
+                g->wq_head = &me;
+            }
+            g->wq_tail = &me;
+            g->waiting++;
+            queued = true;
+        }
+        pthread_cond_wait(&me.cv, &s->group_mu);
+    }
+}
+
+/* A place may have freed: wake the first writer waiting to begin (only it:
+ * the others could not take the place anyway). Under group_mu. */
+static void group_wake_next(weft__group *g)
+{
+    if (g->wq_head != NULL) {
+        pthread_cond_signal(&g->wq_head->cv);
+    }
+}
+
+/* The leader's group ends (committed or not): the next writer may lead.
+ * Returns the followers that committed into it, for group_ack. */
+static weft__member *group_release(weft_store *s)
+{
+    weft__group *g = &s->group;
+    pthread_mutex_lock(&s->group_mu);
+    weft__member *m = g->done;
+    uint64_t n = 0;
+    for (weft__member *p = m; p != NULL; p = p->next) {
+        n++;
+    }
+    if (g->state != WEFT__G_WORKING || n > 0) {
+        g->commits++;
+        g->joined += n;
+    }
+    g->done = NULL;
+    g->leader = NULL;
+    g->members = 0;
+    g->state = WEFT__G_IDLE;
+    group_set_worker(g, false);
+    group_wake_next(g);
+    pthread_mutex_unlock(&s->group_mu);
+    return m;
+}
+
+/* Hand the group's result (and the leader's message) to its followers. */
+static void group_ack(weft_store *s, weft__member *m, int rc)
+{
+    if (m == NULL) {
+        return;
+    }
+    const char *msg = rc != 0 ? weft_last_error() : "";
+    pthread_mutex_lock(&s->group_mu);
+    while (m != NULL) {
+        weft__member *next = m->next; /* m may go once done is seen */
+        m->rc = rc;
+        snprintf(m->msg, sizeof m->msg, "%s", msg);
+        m->done = true;
+        m = next;
+    }
+    pthread_cond_broadcast(&s->done_cv);
+    pthread_mutex_unlock(&s->group_mu);
+}
+
+/* A follower stops working (its child txn ended): the next one may begin. */
+static void follower_leave(weft_store *s)
+{
+    pthread_mutex_lock(&s->group_mu);
+    s->group.active = 0;
+    group_set_worker(&s->group, false);
+    group_wake_next(&s->group);
+    pthread_cond_broadcast(&s->group_cv); /* the leader */
+    pthread_mutex_unlock(&s->group_mu);
+}
+
+void weft__store_group_stats(weft_store *s, uint64_t *commits, uint64_t *joined, unsigned *waiting)
+{
+    pthread_mutex_lock(&s->group_mu);
+    *commits = s->group.commits;
+    *joined = s->group.joined;
+    *waiting = s->group.waiting;
+    pthread_mutex_unlock(&s->group_mu);
 }
 
 static void txn_free(weft_txn *t)
 {
     weft__store_fcur_close(t);
-    raw_abort(t);
-    if (!t->rdonly) {
-        writer_unlock(t->s);
+    if (t->follower) {
+        if (t->txn != NULL) {
+            mdb_txn_abort(t->txn); /* a child: frees nothing of the parent */
+            t->txn = NULL;
+        }
+    } else {
+        raw_abort(t);
     }
     weft__arena_free(&t->arena);
     weft__arena_free(&t->describe);
@@ -232,6 +395,50 @@ static void txn_free(weft_txn *t)
     weft__free(t);
 }
 
+/* End a write txn that will not commit (abort, or a failed begin). */
+static void write_end(weft_txn *t)
+{
+    weft_store *s = t->s;
+    if (t->follower) {
+        txn_free(t);
+        follower_leave(s);
+        return;
+    }
+    /* A leader ends before any follower began: its MDB txn holds only its
+     * own work. */
+    txn_free(t);
+    writer_unlock(s);
+    group_release(s);
+}
+
+/* Begin the leader's MDB txn, or a follower's child of it. */
+static int write_begin(weft_txn *t, bool lead)
+{
+    weft_store *s = t->s;
+    int rc;
+    if (lead) {
+        if ((rc = writer_lock(s)) != 0) {
+            return rc;
+        }
+        if ((rc = raw_begin(t)) == 0 && (rc = weft__store_wstate_load(t)) == 0) {
+            t->base_txnid = mdb_txn_id(t->txn);
+            pthread_mutex_lock(&s->group_mu);
+            s->group.leader = t;
+            pthread_mutex_unlock(&s->group_mu);
+        }
+        return rc;
+    }
+    t->follower = true;
+    pthread_mutex_lock(&s->group_mu);
+    MDB_txn *parent = s->group.leader->txn;
+    pthread_mutex_unlock(&s->group_mu);
+    if ((rc = mdb_txn_begin(s->env, parent, 0, &t->txn)) != 0) {
+        t->txn = NULL;
+        return weft__store_mdb_err(rc, "beginning a transaction in a group commit");
+    }
+    return weft__store_wstate_load(t);
+}
+
 int weft_txn_begin(weft_store *s, unsigned flags, weft_txn **out)
 {
     if (s == NULL || out == NULL) {
@@ -247,17 +454,28 @@ int weft_txn_begin(weft_store *s, unsigned flags, weft_txn **out)
     t->s = s;
     t->rdonly = (flags & WEFT_TXN_RDONLY) != 0;
     weft__fstate_init(&t->fs);
-    int rc = 0;
-    if (!t->rdonly && (rc = writer_lock(s)) != 0) {
-        t->rdonly = true; /* so txn_free does not unlock what we do not hold */
+    int rc;
+    if (t->rdonly) {
+        if ((rc = raw_begin(t)) != 0) {
+            txn_free(t);
+            return rc;
+        }
+        *out = t;
+        return 0;
+    }
+    bool lead = false;
+    pthread_mutex_lock(&s->group_mu);
+    rc = group_enter(s, &lead);
+    pthread_mutex_unlock(&s->group_mu);
+    if (rc != 0) {
         txn_free(t);
         return rc;
     }
-    if ((rc = raw_begin(t)) != 0 || (!t->rdonly && (rc = weft__store_wstate_load(t)) != 0)) {
-        txn_free(t);
+    if ((rc = write_begin(t, lead)) != 0) {
+        write_end(t); /* unlocking writer.lock when not taken is harmless */
         return rc;
     }
-    t->base_txnid = mdb_txn_id(t->txn);
+    WEFT__KILLPOINT(WEFT__KP_TXN_BEGUN);
     *out = t;
     return 0;
 }
@@ -267,8 +485,13 @@ void weft_txn_abort(weft_txn **txn_p)
     if (txn_p == NULL || *txn_p == NULL) {
         return;
     }
-    txn_free(*txn_p);
+    weft_txn *t = *txn_p;
     *txn_p = NULL;
+    if (t->rdonly) {
+        txn_free(t);
+    } else {
+        write_end(t);
+    }
 }
 
 /* ---- journal ---- */
@@ -331,18 +554,63 @@ static int replay(weft_txn *t)
             }
             p = k + klen + (del ? 0 : vlen);
         }
+        WEFT__KILLPOINT(WEFT__KP_REPLAY_RECORD);
     }
     return 0;
+}
+
+/* A follower's growth: its child txn goes, the leader grows the map and
+ * replays the group, and the follower replays itself in a new child. */
+static int follower_regrow(weft_txn *t)
+{
+    weft_store *s = t->s;
+    weft__group *g = &s->group;
+    for (;;) {
+        if (t->txn != NULL) {
+            mdb_txn_abort(t->txn);
+            t->txn = NULL;
+        }
+        pthread_mutex_lock(&s->group_mu);
+        unsigned gen = g->grow_gen;
+        g->need_grow = true;
+        pthread_cond_broadcast(&s->group_cv);
+        while (g->grow_gen == gen) {
+            pthread_cond_wait(&s->group_cv, &s->group_mu);
+        }
+        int rc = g->grow_rc;
+        MDB_txn *parent = g->leader->txn;
+        pthread_mutex_unlock(&s->group_mu);
+        if (rc == 0) {
+            rc = weft__store_mdb_err(mdb_txn_begin(s->env, parent, 0, &t->txn),
+                                     "beginning a transaction in a group commit");
+            if (rc != 0) {
+                t->txn = NULL;
+            }
+        }
+        if (rc == 0 && (rc = weft__store_wstate_load(t)) == 0) {
+            rc = replay(t);
+        }
+        if (rc != WEFT__EMAPFULL) {
+            if (rc != 0) {
+                t->poisoned = true;
+            }
+            return rc;
+        }
+    }
 }
 
 int weft__store_regrow(weft_txn *t)
 {
     weft_store *s = t->s;
+    if (t->follower) {
+        return follower_regrow(t);
+    }
     MDB_envinfo ei;
     mdb_env_info(s->env, &ei);
     size_t target = ei.me_mapsize * 2;
     for (int round = 0;; round++) {
         raw_abort(t);
+        WEFT__KILLPOINT(WEFT__KP_GROW_ABORTED);
         int rc = map_resize(s, target);
         if (rc == 0) {
             rc = raw_begin(t);
@@ -354,9 +622,11 @@ int weft__store_regrow(weft_txn *t)
             rc = weft__store_wstate_load(t);
         }
         if (rc == 0) {
+            WEFT__KILLPOINT(WEFT__KP_GROW_RESIZED);
             rc = replay(t);
         }
         if (rc == 0) {
+            WEFT__KILLPOINT(WEFT__KP_GROW_DONE);
             return 0;
         }
         if (rc != WEFT__EMAPFULL || round > 40) {
@@ -395,6 +665,78 @@ static int commit_err(weft_store *s, int rc)
     return weft__store_mdb_err(rc, "committing");
 }
 
+/* A follower commits its child (no I/O) into the group, then waits for the
+ * leader's durable commit of the whole group. */
+static int follower_commit(weft_txn *t)
+{
+    weft_store *s = t->s;
+    weft__group *g = &s->group;
+    /* Room in the group's journal first: once the child is merged, its
+     * records must be there for a growth's replay. */
+    pthread_mutex_lock(&s->group_mu);
+    int rc = weft__buf_reserve(&g->leader->journal, t->journal.len);
+    pthread_mutex_unlock(&s->group_mu);
+    if (rc == 0) {
+        rc = weft__store_mdb_err(mdb_txn_commit(t->txn), "committing into a group commit");
+        t->txn = NULL; /* freed by LMDB whatever the outcome */
+    }
+    if (rc != 0) {
+        write_end(t);
+        return rc;
+    }
+    weft__member me = {.next = NULL};
+    pthread_mutex_lock(&s->group_mu);
+    weft__buf_put(&g->leader->journal, t->journal.ptr, t->journal.len);
+    WEFT__KILLPOINT(WEFT__KP_GROUP_JOINED);
+    me.next = g->done;
+    g->done = &me;
+    g->active = 0;
+    group_set_worker(g, false);
+    group_wake_next(g);
+    pthread_cond_broadcast(&s->group_cv); /* the leader */
+    while (!me.done) {
+        pthread_cond_wait(&s->done_cv, &s->group_mu);
+    }
+    if (me.rc != 0) {
+        weft__err(me.rc, "the group commit this transaction joined failed: %s", me.msg);
+    }
+    pthread_mutex_unlock(&s->group_mu);
+    txn_free(t);
+    return me.rc;
+}
+
+/* The leader has done its own work: admit the followers, growing the map
+ * when one asks, until none works and none waits (or the group is full). */
+static void leader_admit(weft_txn *t)
+{
+    weft_store *s = t->s;
+    weft__group *g = &s->group;
+    pthread_mutex_lock(&s->group_mu);
+    group_set_worker(g, false);
+    g->state = WEFT__G_OPEN;
+    group_wake_next(g);
+    for (;;) {
+        if (g->need_grow) {
+            pthread_mutex_unlock(&s->group_mu);
+            int rc = t->poisoned ? weft__err(WEFT_ETXN, "the group's transaction failed earlier")
+                                 : weft__store_regrow(t);
+            pthread_mutex_lock(&s->group_mu);
+            g->need_grow = false;
+            g->grow_rc = rc;
+            g->grow_gen++;
+            pthread_cond_broadcast(&s->group_cv);
+            continue;
+        }
+        if (g->active > 0 || (g->waiting > 0 && g->members < GROUP_MAX)) {
+            pthread_cond_wait(&s->group_cv, &s->group_mu);
+            continue;
+        }
+        break;
+    }
+    g->state = WEFT__G_CLOSED;
+    pthread_mutex_unlock(&s->group_mu);
+}
+
 int weft_txn_commit(weft_txn **txn_p)
 {
     if (txn_p == NULL || *txn_p == NULL) {
@@ -404,23 +746,53 @@ int weft_txn_commit(weft_txn **txn_p)
     *txn_p = NULL;
     int rc;
     if (t->poisoned || t->txn == NULL) {
-        txn_free(t);
+        if (t->rdonly) {
+            txn_free(t);
+        } else {
+            write_end(t);
+        }
         return weft__err(WEFT_ETXN, "commit of a transaction that failed earlier");
     }
     if (t->rdonly) {
         txn_free(t);
         return 0;
     }
-    for (;;) {
-        rc = mdb_txn_commit(t->txn);
-        t->txn = NULL; /* freed by LMDB whatever the outcome */
-        rc = commit_err(t->s, rc);
-        if (rc == WEFT__EMAPFULL && (rc = weft__store_regrow(t)) == 0) {
-            continue;
-        }
-        break;
+    if (t->follower) {
+        return follower_commit(t);
     }
+    weft__store_fcur_close(t);
+    leader_admit(t);
+    if (t->poisoned || t->txn == NULL) {
+        /* a growth done for a follower failed: the parent is gone */
+        rc = weft__err(WEFT_ETXN, "a group commit failed while growing the map");
+    } else {
+        for (;;) {
+            WEFT__KILLPOINT(WEFT__KP_COMMIT_BEFORE);
+            rc = mdb_txn_commit(t->txn);
+            t->txn = NULL; /* freed by LMDB whatever the outcome */
+            WEFT__KILLPOINT(WEFT__KP_COMMIT_AFTER);
+            rc = commit_err(t->s, rc);
+            if (rc == WEFT__EMAPFULL && (rc = weft__store_regrow(t)) == 0) {
+                continue;
+            }
+            break;
+        }
+    }
+    weft_store *s = t->s;
     txn_free(t);
+    writer_unlock(s);
+    /* The data is on disk and the meta page written: the next group may
+     * work while this one's meta page goes to disk (MDB_NOMETASYNC, see
+     * store.c). Only then are its members acknowledged. */
+    weft__member *m = group_release(s);
+    WEFT__KILLPOINT(WEFT__KP_GROUP_META_PENDING);
+    if (rc == 0) {
+        int e = mdb_env_sync(s->env, 1);
+        if (e != 0) {
+            rc = commit_err(s, e);
+        }
+    }
+    group_ack(s, m, rc);
     return rc;
 }
 
@@ -452,6 +824,7 @@ int weft__txn_put(weft_txn *t, const char *db, weft_bytes key, const weft_bytes 
         weft__buf_put(&t->journal, val->ptr, val->len);
     }
     rc = raw_put(t, d, key.ptr, key.len, val ? val->ptr : NULL, val ? val->len : 0, val == NULL);
+    WEFT__KILLPOINT(WEFT__KP_RAW_PUT);
     if (rc == WEFT__EMAPFULL) {
         return weft__store_regrow(t); /* the replay performs this put too */
     }

@@ -159,16 +159,24 @@ enum {
 };
 
 /** Begin a transaction. Write transactions wait for other writers (threads
- * and processes).
+ * and processes). Group commit: write transactions of one store handle
+ * that begin while another is open are committed together with it, by one
+ * durable commit (each in turn sees the writes of those before it; each
+ * caller's weft_txn_commit returns once the whole group is on disk, and a
+ * group that fails to commit fails every member). So threads doing small
+ * writes share the cost of the disk flush; keep write transactions short,
+ * as a member's commit also waits for the members after it in its group.
  * @param[out] out  caller owns; end with weft_txn_commit() or weft_txn_abort().
  * @return 0; WEFT_EBUSY (this thread already holds a write transaction),
  * WEFT_EIO, WEFT_ENOMEM. */
 WEFT_API WEFT_MUST_CHECK int weft_txn_begin(weft_store *s, unsigned flags, weft_txn **out);
 
-/** Commit durably; returns only once the data is on disk. Frees *txn_p and
- * sets it NULL whether or not the commit succeeds. A full map is grown and the
- * transaction replayed transparently.
- * @return 0; WEFT_ETXN, WEFT_EFULL (disk full: nothing written), WEFT_EIO. */
+/** Commit durably; returns only once the data is on disk (with the rest of
+ * its group, see weft_txn_begin). Frees *txn_p and sets it NULL whether or
+ * not the commit succeeds. A full map is grown and the transaction replayed
+ * transparently.
+ * @return 0; WEFT_ETXN, WEFT_EFULL (disk full: nothing written), WEFT_EIO
+ * (the message names the failure; for a group, the leader's). */
 WEFT_API WEFT_MUST_CHECK int weft_txn_commit(weft_txn **txn_p);
 
 /** Discard. NULL-safe; sets *txn_p to NULL. */

@@ -17,6 +17,8 @@
  *   batch   throughput of large transactions: T transactions of K weft_set
  *           ops each on distinct (note, field) pairs, ~20-char titles and
  *           ~200-char bodies taken from a pre-encoded pool.
+ *   concurrent  group commit: single-op durable txns from 1 thread, then
+ *           from 8 at once (bench_group.c).
  *   notes   a notes app: N notes (title, body, updatedAt, 1-3 tags), then 5
  *           single-field edits per note, built in large transactions. Then,
  *           each in a FRESH PROCESS (fork + exec of this binary with the
@@ -1217,7 +1219,8 @@ static void wl_notes(const weft_bench_cfg *c)
 static void usage(FILE *f)
 {
     fputs("usage: weft-bench [--dir DIR] [--json] [--quick] [--runs N] [--keep] [WORKLOAD...]\n"
-          "  workloads: write1 batch notes sync_initial sync_incremental sync_live reconnect\n"
+          "  workloads: write1 batch concurrent notes sync_initial sync_incremental sync_live "
+          "reconnect\n"
           "             (default: all, in that order)\n"
           "  --dir DIR  make the temporary stores under DIR (default /var/tmp)\n"
           "  --json     stdout carries only the JSON lines (summaries go to stderr)\n"
@@ -1234,6 +1237,7 @@ static const struct workload {
 } workloads[] = {
     {"write1", wl_write1},
     {"batch", wl_batch},
+    {"concurrent", weft__bench_concurrent},
     {"notes", wl_notes},
     {"sync_initial", weft__bench_sync_initial},
     {"sync_incremental", weft__bench_sync_incremental},

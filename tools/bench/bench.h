@@ -209,6 +209,10 @@ struct build_stats {
  * and closes it. */
 void weft__bench_notes_build(const char *dir, size_t n, struct pools *p, struct build_stats *bs);
 
+/* ---- the concurrent workload (bench_group.c): group commit ---- */
+
+void weft__bench_concurrent(const weft_bench_cfg *c);
+
 /* ---- the sync workloads (bench_sync.c) ---- */
 
 void weft__bench_sync_initial(const weft_bench_cfg *c);
