@@ -17,6 +17,7 @@
  *   2. A local op is journaled before it is applied: a map growth replays it.
  * Thread-safety: one thread at a time per txn.
  */
+#include "../common/killpoint.h"
 #include "store_int.h"
 
 typedef struct local_args {
@@ -145,6 +146,7 @@ static int write_op(weft_txn *t, const local_args *a, weft_id *out_id)
     if ((rc = weft__op_encode(&op, &t->payload)) != 0) {
         return rc;
     }
+    WEFT__KILLPOINT(WEFT__KP_OP_STAMPED);
     size_t jlen = t->journal.len;
     if ((rc = weft__store_journal_op(t, id, t->payload.ptr, t->payload.len, true)) != 0) {
         return rc;

@@ -69,6 +69,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../common/killpoint.h"
 #include "../store/store_int.h"
 #include "transport_int.h"
 
@@ -435,6 +436,7 @@ int weft__peer_acked_merge(weft_txn *t, const uint8_t key[WEFT_KEY_BYTES], const
     }
     if (rc == 0 && changed) {
         rc = rec_put(t, &r);
+        WEFT__KILLPOINT(WEFT__KP_ACKED_MERGED);
     }
     rec_free(&r);
     return rc;

@@ -70,6 +70,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "../common/killpoint.h"
 #include "../store/store_int.h"
 #include "transport_int.h"
 
@@ -276,6 +277,7 @@ static int persist_live(weft__session *ss, uint64_t now)
         st.last_duration_ms = now - ss->stats.started_ms;
         if ((rc = weft__peer_status_put(t, ss->cfg.peer_key, &st)) == 0 &&
             (rc = weft__session_save(ss, t)) == 0) {
+            WEFT__KILLPOINT(WEFT__KP_LIVE_PERSISTED);
             rc = weft_txn_commit(&t);
         }
     }
@@ -410,6 +412,7 @@ int weft__session_save(weft__session *ss, weft_txn *t)
     if (rc == 0) {
         ss->acked_dirty = false;
     }
+    WEFT__KILLPOINT(WEFT__KP_SESSION_SAVED);
     return rc;
 }
 
@@ -505,6 +508,7 @@ static int on_ops(weft__session *ss, weft__msg *m, uint64_t now)
             weft_txn_abort(&t);
         } else if (rc == 0) {
             conf1 = t->conflicts;
+            WEFT__KILLPOINT(WEFT__KP_SESSION_APPLIED);
             rc = weft__peer_acked_merge(t, ss->cfg.peer_key, bv);
             rc = rc ? rc : weft__session_save(ss, t); /* unsaved ACKs ride along */
             rc = rc ? rc : weft_store_vv(t, &vv);
@@ -519,6 +523,7 @@ static int on_ops(weft__session *ss, weft__msg *m, uint64_t now)
                     rc = weft__peer_status_put(t, ss->cfg.peer_key, &st);
                 }
             }
+            WEFT__KILLPOINT(WEFT__KP_SESSION_MERGED);
             rc = rc ? rc : weft_txn_commit(&t);
         }
         weft_txn_abort(&t);
@@ -530,10 +535,12 @@ static int on_ops(weft__session *ss, weft__msg *m, uint64_t now)
                           "batch %llu refused: %s", (unsigned long long)m->seq, weft_last_error());
     }
     /* Durable (or nothing applied): acknowledge. */
+    WEFT__KILLPOINT(WEFT__KP_SESSION_COMMITTED);
     weft__buf b = {NULL, 0, 0};
     rc = weft__msg_ack(&b, m->seq, status, vv);
     rc = rc ? rc : push_frame(ss, &b, now);
     weft__buf_free(&b);
+    WEFT__KILLPOINT(WEFT__KP_SESSION_ACK_QUEUED);
     rc = rc ? rc : vv_merge(ss->sent, bv); /* the peer holds what it sent */
     if (rc == 0 && status != WEFT__ACK_GAP) {
         rc = vv_merge(ss->acked, bv);
@@ -645,6 +652,7 @@ static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
         rc = vv_merge(ss->acked, m->vv);
         ss->acked_dirty = true;
     }
+    WEFT__KILLPOINT(WEFT__KP_ACK_RECEIVED);
     if (rc == 0 && deferred_now) {
         weft_txn *t = NULL;
         rc = weft_txn_begin(ss->s, 0, &t);
