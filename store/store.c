@@ -22,7 +22,9 @@
  *      otherwise): a memcmp. Whether its secret half derives that public key
  *      is checked where the secret key is used, weft_store_secret_key()
  *      (WEFT_ECORRUPT there): the scalar multiplication cost 88% of an
- *      open's instructions, and readers never need the secret key.
+ *      open's instructions, and readers never need the secret key. There
+ *      too, a key file open to other users (any of mode 077, as found at
+ *      open) is refused with WEFT_EAUTH, as ssh refuses such a key.
  * Key file: "WEFTKEY1" | public 32 | secret 32, mode 0600.
  * Device id: first 8 bytes (big-endian) of BLAKE2b-256(public key), never 0.
  *
@@ -199,6 +201,10 @@ static int key_read(weft_store *s)
                              : errno_err(errno, "opening", path);
         weft__free(path);
         return rc;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+        s->key_mode = (unsigned)(st.st_mode & 07777);
     }
     size_t got = 0;
     while (got < sizeof buf) {
@@ -606,6 +612,12 @@ int weft_store_secret_key(const weft_store *s, uint8_t out[WEFT_KEY_BYTES])
 {
     if (s == NULL || out == NULL) {
         return weft__err(WEFT_EINVAL, "weft_store_secret_key: store and out are required");
+    }
+    if (s->key_mode & 077) {
+        return weft__err(WEFT_EAUTH,
+                         "key file %s/key is open to other users (mode %04o): the secret key "
+                         "may be known; make it private with chmod 600",
+                         s->dir, s->key_mode);
     }
     uint8_t derived[WEFT_KEY_BYTES];
     if (crypto_scalarmult_base(derived, s->secret_key) != 0 ||

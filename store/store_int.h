@@ -149,6 +149,7 @@ struct weft_store {
     uint64_t device;
     uint8_t public_key[WEFT_KEY_BYTES];
     uint8_t secret_key[WEFT_KEY_BYTES];
+    unsigned key_mode; /* the key file's permission bits at open */
     uint8_t store_id[16];
     int lock_fd; /* writer.lock: flock(LOCK_EX) for the life of a write txn */
 

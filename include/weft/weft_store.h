@@ -144,7 +144,9 @@ WEFT_API uint64_t weft_store_device(const weft_store *s);
 /** The device's secret key, for the transport. @p out receives WEFT_KEY_BYTES.
  * WARNING: secret material; wipe your copy when done.
  * @return 0; WEFT_EINVAL; WEFT_ECORRUPT if the key file's secret key does not
- * derive the store's public key (checked here, not at open). */
+ * derive the store's public key (checked here, not at open); WEFT_EAUTH if
+ * the key file was open to other users (group or other permission bits) when
+ * the store was opened. */
 WEFT_API int weft_store_secret_key(const weft_store *s, uint8_t out[WEFT_KEY_BYTES]);
 
 /* ---- transactions ---- */

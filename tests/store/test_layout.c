@@ -12,6 +12,7 @@
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -458,6 +459,32 @@ Test(store, long_values_in_log_only, .init = setup, .fini = teardown)
     weft_txn_abort(&t);
     weft_store_close(&a);
     weft_store_close(&b);
+}
+
+/* A key file other users may read (or write) is refused where the secret
+ * key is used, with a message saying what to do; the store still opens and
+ * reads. Made private again, it is accepted. */
+Test(store, exposed_key_file_refused, .init = setup, .fini = teardown)
+{
+    weft_store *s = store_open(dirs[0], 0, NULL);
+    weft_store_close(&s);
+    char path[600];
+    snprintf(path, sizeof path, "%s/key", dirs[0]);
+    static const mode_t modes[] = {0640, 0604, 0620, 0666};
+    uint8_t sk[WEFT_KEY_BYTES];
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        cr_assert_eq(chmod(path, modes[i]), 0);
+        s = store_open(dirs[0], 0, NULL);
+        weft_info info;
+        OK(weft_store_info(s, &info));
+        ERR(WEFT_EAUTH, weft_store_secret_key(s, sk));
+        cr_assert_not_null(strstr(weft_last_error(), "chmod 600"), "%s", weft_last_error());
+        weft_store_close(&s);
+    }
+    cr_assert_eq(chmod(path, 0600), 0);
+    s = store_open(dirs[0], 0, NULL);
+    OK(weft_store_secret_key(s, sk));
+    weft_store_close(&s);
 }
 
 /* The key file's secret half is checked where it is used: a store whose key
