@@ -259,7 +259,7 @@ static void copy_str(char *dst, size_t cap, const char *src)
 static void sock_common(void *s)
 {
     int zero = 0;
-    int64_t max = WEFT__MSG_MAX;
+    int64_t max = (int64_t)WEFT__MSG_MAX + WEFT__CURVE_OVERHEAD;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
     /* Sessions bound what they queue (WEFT__WINDOW batches); a send must

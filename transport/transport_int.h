@@ -41,7 +41,12 @@
 
 /* clang-format off */
 #define WEFT__PROTO_VERSION  1u
-#define WEFT__MSG_MAX        (4u << 20)   /* ZMQ_MAXMSGSIZE and decoder cap */
+#define WEFT__MSG_MAX        (4u << 20)   /* decoder cap on one message */
+/* ZMQ_MAXMSGSIZE counts the CURVE MESSAGE command, 33 bytes more than the
+ * message (name 8, nonce 8, MAC 16, flags 1): the socket cap is
+ * WEFT__MSG_MAX + this, so every message up to WEFT__MSG_MAX reaches the
+ * decoder and ZeroMQ drops larger ones with the connection. */
+#define WEFT__CURVE_OVERHEAD 33
 #define WEFT__BATCH_OPS      1024u        /* ops per OPS message */
 #define WEFT__BATCH_BYTES    (1u << 20)   /* payload bytes per OPS (one bigger op goes alone) */
 #define WEFT__WINDOW         4u           /* unacknowledged OPS per session */
