@@ -517,3 +517,58 @@ void sync_counts(const char *out, unsigned long *sent, unsigned long *recv)
     cr_assert_not_null(p, "no summary: %s", out);
     cr_assert_eq(sscanf(p, "sent %lu ops, received %lu ops", sent, recv), 2, "summary: %s", out);
 }
+
+/* Like bg, into slot @p slot (-1: a new one); its previous process is gone. */
+int bg_at(int slot, const char *name, const char *offset, const char *dir, ...)
+{
+    if (slot < 0) {
+        cr_assert_lt(nprocs, PROCS_MAX);
+        slot = nprocs++;
+    }
+    cr_assert_lt(slot, nprocs, "slot %d was never used", slot);
+    cr_assert_eq(procs[slot].pid, 0, "slot %d still has process %d", slot, (int)procs[slot].pid);
+    char *args[ARGS_MAX];
+    va_list ap;
+    va_start(ap, dir);
+    collect_args(args, dir, ap);
+    va_end(ap);
+    bgproc *p = &procs[slot];
+    snprintf(p->log, sizeof p->log, "%s/%s.log", root, name);
+    char outp[600];
+    snprintf(outp, sizeof outp, "%s/%s.out", root, name);
+    p->pid = spawn(offset, NULL, outp, p->log, args);
+    return slot;
+}
+
+/* serve() into slot @p slot (-1: a new one), waited for until it logs. */
+int serve_at(int slot, const char *name, const char *offset, const char *dir, const char *ep,
+             int relay)
+{
+    slot = relay ? bg_at(slot, name, offset, dir, "serve", "--listen", ep, "--relay", NULL)
+                 : bg_at(slot, name, offset, dir, "serve", "--listen", ep, NULL);
+    wait_log(slot, "serving", 10000);
+    return slot;
+}
+
+/* 1 (and its status) if the process of @p slot exited; it is reaped. */
+int reaped(int slot, int *status)
+{
+    int ws = 0;
+    if (procs[slot].pid <= 0 || waitpid(procs[slot].pid, &ws, WNOHANG) != procs[slot].pid) {
+        return 0;
+    }
+    procs[slot].pid = 0;
+    *status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    return 1;
+}
+
+/* The last @p n bytes of the log of @p slot; caller frees. */
+char *log_tail(int slot, size_t n)
+{
+    char *log = slurp(procs[slot].log);
+    size_t len = strlen(log);
+    if (len > n) {
+        memmove(log, log + len - n, n + 1);
+    }
+    return log;
+}

@@ -1,7 +1,8 @@
 /* net_helpers.h - the harness shared by the multi-process suites of
- * tests/net (test_net.c, test_hostile.c): spawning the built `weft` binary in
- * the foreground (RUN, OK, OKJ) and in the background (bg, serve), stores and
- * trust between them, free loopback endpoints, and replica state to compare.
+ * tests/net (test_net.c, test_hostile.c, test_chaos.c): spawning the built
+ * `weft` binary in the foreground (RUN, OK, OKJ) and in the background (bg,
+ * serve; bg_at and serve_at restart a daemon in its slot), stores and trust
+ * between them, free loopback endpoints, and replica state to compare.
  *
  * Each test gets its own temporary directory (net_setup, under /dev/shm when
  * it exists) holding its stores and the logs of the processes it starts.
@@ -118,5 +119,20 @@ uint64_t wait_ops_above(const char *dir, uint64_t above, long ms);
 size_t check_chains(const char *dir);
 /* "synced with b: sent N ops, received M ops in T ms" -> N, M. */
 void sync_counts(const char *out, unsigned long *sent, unsigned long *recv);
+
+/* ---- restartable daemons (test_chaos.c) ---- */
+
+/* Like bg, but into slot @p slot of procs[] (-1: a new slot), whose previous
+ * process must be gone (pid 0): a daemon killed and started again keeps its
+ * slot, so restarts do not use up PROCS_MAX. */
+int bg_at(int slot, const char *name, const char *offset, const char *dir, ...);
+/* Like serve, into slot @p slot (-1: a new slot). */
+int serve_at(int slot, const char *name, const char *offset, const char *dir, const char *ep,
+             int relay);
+/* If the process of @p slot has exited, reap it, clear its pid, put its exit
+ * status (128 + signal if killed) in *status and return 1; else 0. */
+int reaped(int slot, int *status);
+/* The last @p n bytes of the log of @p slot, NUL-terminated; caller frees. */
+char *log_tail(int slot, size_t n);
 
 #endif
