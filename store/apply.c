@@ -746,6 +746,9 @@ static int apply_batch(weft_txn *t, const weft_op *ops, size_t n, weft_apply_res
 
 int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *res)
 {
+    if (res != NULL) {
+        res->failed_at = n; /* no op to blame, unless one is found below */
+    }
     int rc = weft__store_usable(t, true);
     if (rc != 0) {
         return rc;
@@ -801,7 +804,11 @@ int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *res
         WEFT__KILLPOINT(WEFT__KP_BATCH_ROLLED_BACK);
         if (rc != WEFT__EMAPFULL) {
             if (res != NULL) {
-                res->failed_at = r.failed_at;
+                /* Only what an op holds is its fault; memory, I/O and the
+                 * like fail the batch without naming an op (n). */
+                bool blame = rc == WEFT_EGAP || rc == WEFT_ECORRUPT || rc == WEFT_ECONFLICT ||
+                             rc == WEFT_ELIMIT || rc == WEFT_EINVAL;
+                res->failed_at = blame ? r.failed_at : n;
             }
             return rc;
         }

@@ -354,27 +354,31 @@ static void emit_msg(weft_sync *e, weft_event_kind kind, const epeer *p, weft_pe
 /* ================================================================ status */
 
 /* Pending ops/bytes to @p p from its persisted acknowledged vector,
- * merged with @p mem (a live session's, newer; NULL if none). */
-static void refresh_pending(weft_store *s, weft_peer_status *st, const weft_vv *mem)
+ * merged with @p mem (a live session's, newer; NULL if none). 0 (also when
+ * the peer has just left the store: @p st unchanged) or an error, @p st then
+ * unchanged. */
+static int refresh_pending(weft_store *s, weft_peer_status *st, const weft_vv *mem)
 {
     weft_txn *t = NULL;
-    if (weft_txn_begin(s, WEFT_TXN_RDONLY, &t) != 0) {
-        return;
+    int rc = weft_txn_begin(s, WEFT_TXN_RDONLY, &t);
+    if (rc != 0) {
+        return rc;
     }
     weft_vv *vv = NULL;
     uint64_t ops, bytes, dev, hlc;
-    int rc = weft__peer_acked_get(t, st->public_key, &vv);
+    rc = weft__peer_acked_get(t, st->public_key, &vv);
     for (size_t i = 0; rc == 0 && mem != NULL && i < weft_vv_count(mem); i++) {
         if (weft_vv_entry(mem, i, &dev, &hlc) == 0 && hlc > weft_vv_get(vv, dev)) {
             rc = weft_vv_set(vv, dev, hlc);
         }
     }
-    if (rc == 0 && weft__store_pending(t, vv, &ops, &bytes) == 0) {
+    if (rc == 0 && (rc = weft__store_pending(t, vv, &ops, &bytes)) == 0) {
         st->pending_ops = ops;
         st->pending_bytes = bytes;
     }
     weft_vv_destroy(&vv);
     weft_txn_abort(&t);
+    return rc == WEFT_ENOTFOUND ? 0 : rc;
 }
 
 static bool in_session(weft_peer_state st)
@@ -398,7 +402,8 @@ static void set_state(weft_sync *e, epeer *p, weft_peer_state st, bool announced
     p->dirty = true;
     e->pub_dirty = true;
     const weft_vv *mem = weft__session_acked(p->out.ss);
-    refresh_pending(e->store, &p->st, mem != NULL ? mem : weft__session_acked(p->in.ss));
+    /* On failure (memory) the count stays as last computed. */
+    (void)refresh_pending(e->store, &p->st, mem != NULL ? mem : weft__session_acked(p->in.ss));
     if (!announced) {
         weft_event ev;
         memset(&ev, 0, sizeof ev);
@@ -977,12 +982,17 @@ static int reload_peers(weft_sync *e)
 {
     peer_list l = {NULL, 0, 0, false};
     int rc = weft_peer_list(e->store, collect_peer, &l);
-    e->reload_wanted = false;
     e->reload_mono = mono_ms();
-    if (rc < 0 || l.oom) {
-        weft__free(l.v);
-        return rc < 0 ? rc : WEFT_ENOMEM;
+    if (rc >= 0 && l.oom) {
+        rc = weft__err(WEFT_ENOMEM, "out of memory reading the peer list");
     }
+    /* A reload that fails is retried (run_timers) rather than lost. */
+    e->reload_wanted = rc < 0;
+    if (rc < 0) {
+        weft__free(l.v);
+        return rc;
+    }
+    bool oom = false;
     for (size_t i = 0; i < e->npeers; i++) {
         e->peers[i]->seen = false;
     }
@@ -994,6 +1004,7 @@ static int reload_peers(weft_sync *e)
                 size_t cap = e->peers_cap ? 2 * e->peers_cap : 8;
                 epeer **np = weft__realloc(e->peers, cap * sizeof *np);
                 if (np == NULL) {
+                    oom = true;
                     continue;
                 }
                 e->peers = np;
@@ -1001,6 +1012,7 @@ static int reload_peers(weft_sync *e)
             }
             p = weft__calloc(1, sizeof *p);
             if (p == NULL) {
+                oom = true;
                 continue;
             }
             p->st = *st; /* persisted totals carry on */
@@ -1039,6 +1051,10 @@ static int reload_peers(weft_sync *e)
     }
     weft__free(l.v);
     e->pub_dirty = true;
+    if (oom) { /* a peer could not be added: fail (start) or retry (thread) */
+        e->reload_wanted = true;
+        return weft__err(WEFT_ENOMEM, "out of memory adding a peer to the sync engine");
+    }
     return 0;
 }
 
@@ -1822,17 +1838,32 @@ int weft_sync_status(weft_sync *e, weft_peer_status *out, size_t cap, size_t *n)
     if (e == NULL || n == NULL || (out == NULL && cap > 0)) {
         return weft__err(WEFT_EINVAL, "weft_sync_status: engine and n are required");
     }
+    /* Copied out of mu, then completed: nothing is written to @p out or
+     * @p n unless every pending count could be computed. */
     pthread_mutex_lock(&e->mu);
-    size_t k = e->npub < cap ? e->npub : cap;
-    if (k > 0) {
-        memcpy(out, e->pub, k * sizeof *out);
+    size_t k = e->npub < cap ? e->npub : cap, total = e->npub;
+    weft_peer_status *v = k > 0 ? weft__malloc(k * sizeof *v) : NULL;
+    if (k > 0 && v == NULL) {
+        pthread_mutex_unlock(&e->mu);
+        return weft__err(WEFT_ENOMEM, "out of memory copying the status of %zu peers", k);
     }
-    *n = e->npub;
+    if (k > 0) {
+        memcpy(v, e->pub, k * sizeof *v);
+    }
     pthread_mutex_unlock(&e->mu);
     for (size_t i = 0; i < k; i++) {
         /* exact as persisted: at most one status tick behind a live session */
-        refresh_pending(e->store, &out[i], NULL);
+        int rc = refresh_pending(e->store, &v[i], NULL);
+        if (rc != 0) {
+            weft__free(v);
+            return rc;
+        }
     }
+    if (k > 0) {
+        memcpy(out, v, k * sizeof *out);
+    }
+    weft__free(v);
+    *n = total;
     return 0;
 }
 

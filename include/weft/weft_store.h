@@ -178,7 +178,8 @@ WEFT_API WEFT_MUST_CHECK int weft_txn_begin(weft_store *s, unsigned flags, weft_
  * not the commit succeeds. A full map is grown and the transaction replayed
  * transparently.
  * @return 0; WEFT_ETXN, WEFT_EFULL (disk full: nothing written), WEFT_EIO
- * (the message names the failure; for a group, the leader's). */
+ * (the message names the failure; for a group, the leader's), WEFT_ENOMEM
+ * (a transaction joining a group: nothing of it written). */
 WEFT_API WEFT_MUST_CHECK int weft_txn_commit(weft_txn **txn_p);
 
 /** Discard. NULL-safe; sets *txn_p to NULL. */

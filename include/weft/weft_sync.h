@@ -205,7 +205,8 @@ WEFT_API void weft_sync_stop(weft_sync **self_p);
 WEFT_API int weft_sync_now(weft_sync *e, const char *peer);
 
 /** Copy the live status of up to @p cap peers into @p out; *n receives how
- * many peers there are. @return 0. */
+ * many peers there are. @return 0; WEFT_ENOMEM or WEFT_EIO when the pending
+ * counts cannot be computed (nothing written then). */
 WEFT_API int weft_sync_status(weft_sync *e, weft_peer_status *out, size_t cap, size_t *n);
 
 /** Totals since start: sessions run, failed, their durations, bytes each way. */
