@@ -1383,11 +1383,17 @@ static void monitor_recv(weft_sync *e, epeer *p)
             return;
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            /* libzmq reports a wrong server key and a connection cut during
+             * the handshake alike (the chaos test's proxies cut it): say
+             * both. A wrong key fails every retry; a cut does not. */
             emit_msg(e, WEFT_EV_REFUSED, p, WEFT_PEER_ERROR, WEFT_EAUTH,
-                     "handshake with %s failed: wrong server key in its card?", p->st.name);
+                     "handshake with %s failed: wrong server key in its card, or the "
+                     "connection was cut",
+                     p->st.name);
             link_fail(e, p, &p->out, WEFT_EAUTH, 0,
-                      "handshake with %s at %s failed: wrong server key in its card?", p->st.name,
-                      p->st.addr);
+                      "handshake with %s at %s failed: wrong server key in its card, or the "
+                      "connection was cut",
+                      p->st.name, p->st.addr);
             return;
         case ZMQ_EVENT_CONNECT_RETRIED:
             link_fail(e, p, &p->out, WEFT_EIO, 0, "cannot connect to %s at %s", p->st.name,

@@ -710,7 +710,7 @@ static void ev_cause(const syncer *y, const weft_event *ev, char *out, size_t ca
     }
     const char *what = "failed";
     if (ev->kind == WEFT_EV_REFUSED || ev->error == WEFT_EAUTH) {
-        what = strstr(msg, "server key") ? "wrong server key" : "refused";
+        what = strstr(msg, "server key") ? "handshake failed (wrong server key?)" : "refused";
     } else if (ev->kind == WEFT_EV_SKEW || ev->error == WEFT_ECLOCK) {
         what = "skewed";
     } else if (ev->error == WEFT_EVERSION) {
