@@ -19,6 +19,8 @@
  *           ~200-char bodies taken from a pre-encoded pool.
  *   concurrent  group commit: single-op durable txns from 1 thread, then
  *           from 8 at once (bench_group.c).
+ *   merge   two diverged copies of the notes store exchange what the other
+ *           lacks (bench_merge.c).
  *   notes   a notes app: N notes (title, body, updatedAt, 1-3 tags), then 5
  *           single-field edits per note, built in large transactions. Then,
  *           each in a FRESH PROCESS (fork + exec of this binary with the
@@ -1218,16 +1220,17 @@ static void wl_notes(const weft_bench_cfg *c)
 
 static void usage(FILE *f)
 {
-    fputs("usage: weft-bench [--dir DIR] [--json] [--quick] [--runs N] [--keep] [WORKLOAD...]\n"
-          "  workloads: write1 batch concurrent notes sync_initial sync_incremental sync_live "
-          "reconnect\n"
-          "             (default: all, in that order)\n"
-          "  --dir DIR  make the temporary stores under DIR (default /var/tmp)\n"
-          "  --json     stdout carries only the JSON lines (summaries go to stderr)\n"
-          "  --quick    10x fewer ops (smoke run, a few seconds at most)\n"
-          "  --runs N   fresh-process runs per notes measurement (default 7, quick 3)\n"
-          "  --keep     keep the temporary directories\n",
-          f);
+    fputs(
+        "usage: weft-bench [--dir DIR] [--json] [--quick] [--runs N] [--keep] [WORKLOAD...]\n"
+        "  workloads: write1 batch concurrent notes merge sync_initial sync_incremental sync_live "
+        "reconnect\n"
+        "             (default: all, in that order)\n"
+        "  --dir DIR  make the temporary stores under DIR (default /var/tmp)\n"
+        "  --json     stdout carries only the JSON lines (summaries go to stderr)\n"
+        "  --quick    10x fewer ops (smoke run, a few seconds at most)\n"
+        "  --runs N   fresh-process runs per notes measurement (default 7, quick 3)\n"
+        "  --keep     keep the temporary directories\n",
+        f);
 }
 
 /* The workloads, in the order they run. */
@@ -1239,6 +1242,7 @@ static const struct workload {
     {"batch", wl_batch},
     {"concurrent", weft__bench_concurrent},
     {"notes", wl_notes},
+    {"merge", weft__bench_merge},
     {"sync_initial", weft__bench_sync_initial},
     {"sync_incremental", weft__bench_sync_incremental},
     {"sync_live", weft__bench_sync_live},

@@ -213,6 +213,13 @@ void weft__bench_notes_build(const char *dir, size_t n, struct pools *p, struct 
 
 void weft__bench_concurrent(const weft_bench_cfg *c);
 
+/* ---- the merge workload (bench_merge.c) ---- */
+
+void weft__bench_merge(const weft_bench_cfg *c);
+/** Copy every op of the store in @p adir into a new store in @p bdir
+ * (bench_sync.c): B then holds exactly A's ops, as after a sync. */
+void weft__bench_store_copy(const char *adir, const char *bdir);
+
 /* ---- the sync workloads (bench_sync.c) ---- */
 
 void weft__bench_sync_initial(const weft_bench_cfg *c);

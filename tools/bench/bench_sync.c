@@ -912,7 +912,7 @@ static int copier_cb(const weft_op *op, void *user)
     return 0;
 }
 
-static void store_copy(const char *adir, const char *bdir)
+void weft__bench_store_copy(const char *adir, const char *bdir)
 {
     weft_store *a = NULL;
     weft_txn *ta = NULL;
@@ -949,7 +949,7 @@ static void build_pair_stores(const weft_bench_cfg *c, const char *dir, size_t n
     uint64_t t0 = weft__bench_now_ns();
     weft__bench_notes_build(*adir, notes, p, &bs);
     if (copy) {
-        store_copy(*adir, *bdir);
+        weft__bench_store_copy(*adir, *bdir);
     } else {
         weft_store *b = weft__bench_store_create(*bdir);
         weft_store_close(&b);
