@@ -111,12 +111,6 @@ static void diverge(weft_store *s, size_t n, size_t e, int side, const struct po
     }
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static int count_conflict(const weft_conflict *c, void *user)
 {
     (void)c;
@@ -189,8 +183,7 @@ void weft__bench_merge(const weft_bench_cfg *c)
     }
     double sorted[REPS];
     memcpy(sorted, ms, sizeof sorted);
-    qsort(sorted, REPS, sizeof sorted[0], cmp_double);
-    double med = sorted[REPS / 2];
+    double med = weft__bench_quantile(sorted, REPS, 0.5); /* sorts */
 
     struct jb j;
     jb_open(&j, NULL);
