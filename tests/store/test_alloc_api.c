@@ -16,7 +16,8 @@
  *     poisoned (WEFT_ETXN), never half-applied;
  * and stops at the first run that succeeds without reaching the failure:
  * every allocation of the call has then failed once. In sanitizer builds
- * each test also ends with a heap check (below). Each sweep logs how many
+ * each test also ends with a heap check (tests/alloc_sweep.h, which holds
+ * the sweep itself). Each sweep logs how many
  * allocations it failed, each test its totals.
  *
  * Regression kept here: weft_apply's failed_at after an allocation failure
@@ -35,30 +36,8 @@
 #include <sys/stat.h>
 
 #include "helpers.h"
+#include "tests/alloc_sweep.h"
 #include "transport/transport_int.h"
-
-#define SWEEP_MAX 20000L
-
-/* Leaks. LeakSanitizer alone does not fail these tests: criterion ignores
- * the exit status LSan gives a test process, and tests/lsan.supp's
- * "leak:libcriterion.so" matches every allocation made under a test (the
- * test function is called from libcriterion). So in sanitizer builds each
- * test compares the heap in use at its end, everything closed, with the
- * heap at its start (after a warm-up that makes the one-time allocations). */
-#if defined(__SANITIZE_ADDRESS__)
-#define LEAK_CHECK 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LEAK_CHECK 1
-#endif
-#endif
-#ifdef LEAK_CHECK
-/* The sanitizer runtime's (declared here: gcc installs no header for them). */
-size_t __sanitizer_get_current_allocated_bytes(void);
-int __lsan_do_recoverable_leak_check(void);
-#endif
-
-static size_t heap_at_start;
 
 static char *dir, *dir2, *dir3;
 static void setup(void)
@@ -76,9 +55,7 @@ static void setup(void)
     dir = tmpdir_new();
     dir2 = tmpdir_new();
     dir3 = tmpdir_new();
-#ifdef LEAK_CHECK
-    heap_at_start = __sanitizer_get_current_allocated_bytes();
-#endif
+    sweep_heap_mark();
 }
 static void teardown(void)
 {
@@ -91,94 +68,9 @@ static void teardown(void)
     free(dir3);
 }
 
-/* At the end of a test, every store and object closed. */
-static void leak_check(const char *test)
-{
-#ifdef LEAK_CHECK
-    size_t now = __sanitizer_get_current_allocated_bytes();
-    if (now != heap_at_start) {
-        __lsan_do_recoverable_leak_check(); /* prints where, unless suppressed */
-    }
-    cr_assert_eq(now, heap_at_start, "alloc_api/%s: %zd bytes still allocated at the end", test,
-                 (ssize_t)(now - heap_at_start));
-#else
-    (void)test;
-    (void)heap_at_start;
-#endif
-}
-
-/* ---------------------------------------------------------------- sweeps */
-
-/* Totals of one test process, logged at its end. */
-static long n_calls, n_runs, n_injected, n_absorbed, n_poisoned;
-
-typedef struct sweep {
-    const char *name;
-    long k;        /* the allocation that fails (and all after it) this run */
-    long made;     /* allocations the run attempted */
-    bool injected; /* the run reached the failure */
-    bool done;     /* a run succeeded without reaching it: sweep complete */
-    long poisoned; /* runs whose failure poisoned the write txn */
-} sweep;
-
-static void sweep_init(sweep *sw, const char *name)
-{
-    memset(sw, 0, sizeof *sw);
-    sw->name = name;
-    sw->k = -1;
-    n_calls++;
-}
-
-static bool sweep_next(sweep *sw)
-{
-    if (sw->done) {
-        fprintf(stderr, "  %-60s %4ld allocations, %ld poisoned\n", sw->name, sw->k, sw->poisoned);
-        return false;
-    }
-    sw->k++;
-    cr_assert_lt(sw->k, SWEEP_MAX, "%s: still failing after %ld injected failures", sw->name,
-                 SWEEP_MAX);
-    return true;
-}
-
-/* Immediately before the call: nothing else may allocate until sweep_failed. */
-static void sweep_arm(sweep *sw)
-{
-    weft__err_clear();
-    weft__alloc_fail_after(sw->k);
-}
-
-/* Immediately after the call: disarm, then judge @p rc. True when the call
- * failed (cleanly: asserted here); false when it succeeded. */
-static bool sweep_failed(sweep *sw, int rc)
-{
-    sw->made = weft__alloc_fail_after(-1);
-    sw->injected = sw->made > sw->k;
-    n_runs++;
-    n_injected += sw->injected;
-    if (rc >= 0) {
-        n_absorbed += sw->injected; /* succeeded although an allocation failed */
-        sw->done = !sw->injected;
-        return false;
-    }
-    cr_assert(sw->injected, "%s k=%ld: failed with %s (%s) but no allocation failed", sw->name,
-              sw->k, weft_err_name(rc), weft_last_error());
-    cr_assert_eq(rc, WEFT_ENOMEM, "%s k=%ld: %s (%s), expected WEFT_ENOMEM", sw->name, sw->k,
-                 weft_err_name(rc), weft_last_error());
-    cr_assert(weft_last_error()[0] != '\0', "%s k=%ld: %s with an empty weft_last_error()",
-              sw->name, sw->k, weft_err_name(rc));
-    return true;
-}
-
-#define SWEEP(sw, name) for (sweep_init(&(sw), (name)); sweep_next(&(sw));)
-
 static void log_totals(const char *test)
 {
-    leak_check(test);
-    fprintf(stderr,
-            "alloc_api/%s: %ld calls swept, %ld runs, %ld injected failures (%ld absorbed, %ld "
-            "poisoned a txn)\n",
-            test, n_calls, n_runs, n_injected, n_absorbed, n_poisoned);
+    sweep_totals("alloc_api", test);
 }
 
 /* ---------------------------------------------------------------- digests */
@@ -455,8 +347,7 @@ static void sweep_write(weft_store *s, const wcall *c)
             weft_field f;
             int g = weft_get(t, "p", "keep", "v", &f);
             if (g == WEFT_ETXN) {
-                n_poisoned++;
-                sw.poisoned++;
+                sweep_poisoned(&sw);
                 ERR(WEFT_ETXN, weft_set_str(t, "p", "keep", "w", "x"));
                 ERR(WEFT_ETXN, weft_txn_commit(&t));
             } else {
@@ -1188,9 +1079,7 @@ Test(alloc_api, group_commit_follower, .init = setup, .fini = teardown, .timeout
     pthread_t warm;
     cr_assert_eq(pthread_create(&warm, NULL, nothing, NULL), 0);
     pthread_join(warm, NULL);
-#ifdef LEAK_CHECK
-    heap_at_start = __sanitizer_get_current_allocated_bytes();
-#endif
+    sweep_heap_mark();
     weft_store *s = store_open(dir, 0, NULL);
     sweep sw;
     SWEEP(sw, "weft_txn_commit (group follower)")
@@ -1295,8 +1184,7 @@ static void sweep_apply(const char *name, weft_store *src, const char *d, size_t
             weft_field f;
             int g = weft_get(t, "p", "keep", "v", &f);
             if (g == WEFT_ETXN) {
-                n_poisoned++;
-                sw.poisoned++;
+                sweep_poisoned(&sw);
                 cr_assert(expect_growth, "%s k=%ld: a failed batch poisoned the txn", name, sw.k);
                 ERR(WEFT_ETXN, weft_txn_commit(&t));
             } else {

@@ -12,8 +12,7 @@
  * meanwhile may meet the failure too: that is part of the test (they must
  * recover), and why allocation counts here vary a little from run to run.
  * In sanitizer builds each test ends by comparing the heap in use with its
- * start (LeakSanitizer's own verdict does not fail a criterion test; see
- * tests/store/test_alloc_api.c).
+ * start (the sweep and the heap check are tests/alloc_sweep.h's).
  *
  * Regressions kept here: weft_sync_start reported success with a peer it
  * could not allocate missing from the engine, and WEFT_ENOMEM without a
@@ -45,85 +44,9 @@
 #include "store/store_int.h"
 #include "transport/transport_int.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define LEAK_CHECK 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LEAK_CHECK 1
-#endif
-#endif
-#ifdef LEAK_CHECK
-/* The sanitizer runtime's (declared here: gcc installs no header for them). */
-size_t __sanitizer_get_current_allocated_bytes(void);
-int __lsan_do_recoverable_leak_check(void);
-#endif
-
-#define OK(x)                                                                             \
-    do {                                                                                  \
-        int rc_ = (x);                                                                    \
-        cr_assert_eq(rc_, 0, "%s -> %s (%s)", #x, weft_err_name(rc_), weft_last_error()); \
-    } while (0)
-
 #define SWEEP_MAX 5000L
-
-/* ---------------------------------------------------------------- fixtures */
-
-static char *tmpdir_new(void)
-{
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
-    char *p = malloc(256);
-    cr_assert_not_null(p);
-    snprintf(p, 256, "%s/weft-allocsync-test-XXXXXX", base ? base : "/tmp");
-    cr_assert_not_null(mkdtemp(p), "mkdtemp %s", p);
-    return p;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_rf(char *path)
-{
-    if (path != NULL) {
-        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-        free(path);
-    }
-}
-
-static weft_store *store_new(const char *dir)
-{
-    weft_options o;
-    weft_options_init(&o);
-    o.flags = WEFT_OPEN_CREATE;
-    o.map_size = 16u << 20;
-    weft_store *s = NULL;
-    OK(weft_store_open(dir, &o, &s));
-    return s;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void add_peer(weft_store *s, const char *name, weft_store *other, const char *addr)
-{
-    char card[WEFT_CARD_MAX];
-    OK(weft_card(other, NULL, card, sizeof card));
-    OK(weft_peer_add(s, name, card, addr, WEFT_ROLE_DEVICE));
-}
+#include "engine_fixtures.h"
+#include "tests/alloc_sweep.h"
 
 /* Engines with short timers: a session whose peer lost it without a word
  * (an ERROR frame that could not be built) ends after dead_ms. */
@@ -143,66 +66,6 @@ static weft_sync *start(weft_store *s, const char *listen, int connect, char *en
         OK(weft_sync_endpoint(e, endpoint, WEFT_ENDPOINT_MAX + 1));
     }
     return e;
-}
-
-static void put_str(weft_store *s, const char *id, const char *value)
-{
-    weft_txn *t = NULL;
-    OK(weft_txn_begin(s, 0, &t));
-    OK(weft_set_str(t, "notes", id, "title", value));
-    OK(weft_txn_commit(&t));
-}
-
-static int has_str(weft_store *s, const char *id, const char *value)
-{
-    weft_txn *t = NULL;
-    OK(weft_txn_begin(s, WEFT_TXN_RDONLY, &t));
-    weft_field f;
-    size_t n = strlen(value);
-    int found = weft_get(t, "notes", id, "title", &f) == 0 && n < 32 && f.value.len == n + 1 &&
-                memcmp((const uint8_t *)f.value.ptr + 1, value, n) == 0;
-    weft_txn_abort(&t);
-    return found;
-}
-
-static int wait_str(weft_store *s, const char *id, const char *value, unsigned timeout_ms)
-{
-    uint64_t end = now_ms() + timeout_ms;
-    do {
-        if (has_str(s, id, value)) {
-            return 1;
-        }
-        sleep_ms(5);
-    } while (now_ms() < end);
-    return 0;
-}
-
-/* The engine's status of @p name (weft_sync_status): 1 found, 0 not. */
-static int status_of(weft_sync *e, const char *name, weft_peer_status *out)
-{
-    weft_peer_status st[8];
-    size_t n = 0;
-    OK(weft_sync_status(e, st, 8, &n));
-    for (size_t i = 0; i < n && i < 8; i++) {
-        if (strcmp(st[i].name, name) == 0) {
-            *out = st[i];
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int wait_state(weft_sync *e, const char *name, weft_peer_state want, unsigned timeout_ms)
-{
-    uint64_t end = now_ms() + timeout_ms;
-    weft_peer_status st;
-    do {
-        if (status_of(e, name, &st) && st.state == want) {
-            return 1;
-        }
-        sleep_ms(5);
-    } while (now_ms() < end);
-    return 0;
 }
 
 /* The store's databases, for "unchanged" checks. */
@@ -227,64 +90,6 @@ static void expect_dump(weft_store *s, const weft__buf *want, const char *what, 
 }
 
 /* ---------------------------------------------------------------- sweeps */
-
-static long n_calls, n_runs, n_injected, n_absorbed;
-static size_t heap_at_start;
-
-typedef struct sweep {
-    const char *name;
-    long k, made;
-    bool injected, done;
-} sweep;
-
-static void sweep_init(sweep *sw, const char *name)
-{
-    memset(sw, 0, sizeof *sw);
-    sw->name = name;
-    sw->k = -1;
-    n_calls++;
-}
-
-static bool sweep_next(sweep *sw)
-{
-    if (sw->done) {
-        fprintf(stderr, "  %-40s %4ld allocations\n", sw->name, sw->k);
-        return false;
-    }
-    sw->k++;
-    cr_assert_lt(sw->k, SWEEP_MAX, "%s: still failing after %ld injected failures", sw->name,
-                 SWEEP_MAX);
-    return true;
-}
-
-static void sweep_arm(sweep *sw)
-{
-    weft__err_clear();
-    weft__alloc_fail_after(sw->k);
-}
-
-/* Disarm and judge: true when the call failed (cleanly: asserted here). */
-static bool sweep_failed(sweep *sw, int rc)
-{
-    sw->made = weft__alloc_fail_after(-1);
-    sw->injected = sw->made > sw->k;
-    n_runs++;
-    n_injected += sw->injected;
-    if (rc >= 0) {
-        n_absorbed += sw->injected;
-        sw->done = !sw->injected;
-        return false;
-    }
-    cr_assert(sw->injected, "%s k=%ld: failed with %s (%s) but no allocation failed", sw->name,
-              sw->k, weft_err_name(rc), weft_last_error());
-    cr_assert_eq(rc, WEFT_ENOMEM, "%s k=%ld: %s (%s), expected WEFT_ENOMEM", sw->name, sw->k,
-                 weft_err_name(rc), weft_last_error());
-    cr_assert(weft_last_error()[0] != '\0', "%s k=%ld: %s with an empty weft_last_error()",
-              sw->name, sw->k, weft_err_name(rc));
-    return true;
-}
-
-#define SWEEP(sw, name) for (sweep_init(&(sw), (name)); sweep_next(&(sw));)
 
 /* Holds until every warm-up thread exists, so that they all run at once. */
 static pthread_barrier_t warm_barrier;
@@ -315,9 +120,7 @@ static void setup(void)
         pthread_join(th[i], NULL);
     }
     pthread_barrier_destroy(&warm_barrier);
-#ifdef LEAK_CHECK
-    heap_at_start = __sanitizer_get_current_allocated_bytes();
-#endif
+    sweep_heap_mark();
 }
 
 static void teardown(void)
@@ -327,19 +130,7 @@ static void teardown(void)
 
 static void finish(const char *test)
 {
-#ifdef LEAK_CHECK
-    size_t now = __sanitizer_get_current_allocated_bytes();
-    if (now != heap_at_start) {
-        __lsan_do_recoverable_leak_check();
-    }
-    cr_assert_eq(now, heap_at_start, "alloc_sync/%s: %zd bytes still allocated at the end", test,
-                 (ssize_t)(now - heap_at_start));
-#else
-    (void)heap_at_start;
-#endif
-    fprintf(stderr,
-            "alloc_sync/%s: %ld calls swept, %ld runs, %ld injected failures (%ld absorbed)\n",
-            test, n_calls, n_runs, n_injected, n_absorbed);
+    sweep_totals("alloc_sync", test);
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -378,10 +169,10 @@ Test(alloc_sync, start, .init = setup, .fini = teardown, .timeout = 120)
              * it could not allocate and reported success). */
             weft_peer_status st;
             uint64_t end = now_ms() + 3000;
-            while (!(status_of(e, "b", &st) && status_of(e, "c", &st)) && now_ms() < end) {
+            while (!(peer_status(e, "b", &st) && peer_status(e, "c", &st)) && now_ms() < end) {
                 sleep_ms(10);
             }
-            cr_assert(status_of(e, "b", &st) && status_of(e, "c", &st),
+            cr_assert(peer_status(e, "b", &st) && peer_status(e, "c", &st),
                       "%s k=%ld: a peer is missing from the engine", sw.name, sw.k);
             cr_assert_eq(st.pending_ops, 1);
             char ep[WEFT_ENDPOINT_MAX + 1];
@@ -483,7 +274,7 @@ Test(alloc_sync, calls_on_a_running_engine, .init = setup, .fini = teardown, .ti
         int rc = weft_sync_now(sa, "b");
         if (sweep_failed(&sw, rc)) {
             weft_peer_status st;
-            cr_assert(status_of(sa, "b", &st));
+            cr_assert(peer_status(sa, "b", &st));
             cr_assert_eq(st.state, WEFT_PEER_IDLE,
                          "k=%ld: a failed weft_sync_now connected (%s, made %ld: %s)", sw.k,
                          weft_peer_state_name(st.state), sw.made, weft_last_error());
