@@ -153,22 +153,24 @@ int weft__msg_done(weft__buf *out, const weft_vv *vv)
     return finish(out, len0, rc);
 }
 
-int weft__msg_bye(weft__buf *out, uint32_t reason)
+/* [type, v]: the messages whose one field is a uint. */
+static int msg_uint(weft__buf *out, uint64_t type, uint64_t v)
 {
     size_t len0 = out->len;
     int rc = weft__mp_put_array(out, 2);
-    rc = rc ? rc : weft__mp_put_uint(out, WEFT__MSG_BYE);
-    rc = rc ? rc : weft__mp_put_uint(out, reason);
+    rc = rc ? rc : weft__mp_put_uint(out, type);
+    rc = rc ? rc : weft__mp_put_uint(out, v);
     return finish(out, len0, rc);
+}
+
+int weft__msg_bye(weft__buf *out, uint32_t reason)
+{
+    return msg_uint(out, WEFT__MSG_BYE, reason);
 }
 
 int weft__msg_ping(weft__buf *out, uint64_t hlc)
 {
-    size_t len0 = out->len;
-    int rc = weft__mp_put_array(out, 2);
-    rc = rc ? rc : weft__mp_put_uint(out, WEFT__MSG_PING);
-    rc = rc ? rc : weft__mp_put_uint(out, hlc);
-    return finish(out, len0, rc);
+    return msg_uint(out, WEFT__MSG_PING, hlc);
 }
 
 /* The longest prefix of s[0..n) (n <= max) that is valid UTF-8. */
