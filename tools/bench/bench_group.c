@@ -27,6 +27,7 @@
 #include "bench.h"
 
 enum { THREADS = 8, ROUNDS = 3 };
+_Static_assert(ROUNDS % 2 == 1, "the median round must be one of the rounds");
 
 typedef struct writer_arg {
     weft_store *s;
@@ -107,12 +108,6 @@ static double raw_fdatasync_us(const char *dir, size_t n)
     return med;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 void weft__bench_concurrent(const weft_bench_cfg *c)
 {
     const size_t per1 = c->quick ? 100 : 1000, perk = per1;
@@ -142,10 +137,10 @@ void weft__bench_concurrent(const weft_bench_cfg *c)
     /* the median round by the throughput ratio */
     double sorted[ROUNDS];
     memcpy(sorted, ratio, sizeof sorted);
-    qsort(sorted, ROUNDS, sizeof sorted[0], cmp_double);
+    double med = weft__bench_quantile(sorted, ROUNDS, 0.5); /* odd ROUNDS: one of them */
     int m = 0;
     for (int r = 0; r < ROUNDS; r++) {
-        if (ratio[r] == sorted[ROUNDS / 2]) {
+        if (ratio[r] == med) {
             m = r;
         }
     }
