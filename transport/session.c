@@ -6,8 +6,9 @@
  *          |
  *          v
  *     CONNECTING --- on_hello(): peer HELLO ok -------------------+
- *          |                                                      v
- *          | on_hello(): bad version/device -> ERROR     PULLING / PUSHING
+ *          |   (a digest we do not recognise: ASK, stay     |
+ *          |    CONNECTING until the HELLO with the vector)   v
+ *          | on_hello(): bad version -> ERROR            PULLING / PUSHING
  *          |                                    (update_state(): PULLING while
  *          v                                     the peer holds ops we lack)
  *        ERROR <-- fail(): malformed frame, seq          |        ^
@@ -29,15 +30,26 @@
  * back) and by applied ACKs. stream() runs weft_ops_since(sent) inside one
  * read transaction, encodes each batch into its frame before the transaction
  * ends (the op views live only as long as it), and stops at `window`
- * unacknowledged batches. When the stream is exhausted it queues DONE once
- * (until something new is sent).
+ * unacknowledged batches. When the stream is exhausted it queues DONE only
+ * if we hold ops the peer has neither been sent nor told of (`announced`:
+ * our HELLO's vector, raised by every op streamed, every ACK's vector and
+ * every DONE): the receiver counts our HELLO as our first DONE, so a session
+ * in which nothing moves, or only ops we send, needs none.
+ *
+ * Greeting. Our HELLO carries a 12-byte digest of our vector instead of the
+ * vector when the peer has acknowledged everything we hold (it most likely
+ * knows our vector exactly: two sessions in sync cost 62 bytes each way);
+ * otherwise the vector. A peer that does not recognise the digest (its
+ * record of us is stale) sends ASK and we answer once with a full HELLO.
  *
  * Anomalies:
- *   - a frame that does not decode, a second HELLO, any frame but HELLO or
- *     ERROR before HELLO, an OPS whose seq is not the previous + 1, an ACK
- *     whose seq is not the next unacknowledged one: ERROR WEFT_ECORRUPT, close.
- *   - HELLO of another version: ERROR WEFT_EVERSION; device not matching the
- *     CURVE key: ERROR WEFT_EAUTH; close.
+ *   - a frame that does not decode, a second HELLO (except the one answering
+ *     our ASK, which must carry the vector), any frame but HELLO, ERROR or
+ *     BYE before HELLO, an ASK when our HELLO carried the vector or a second
+ *     ASK, an OPS whose seq is not the previous + 1, an ACK whose seq is not
+ *     the next unacknowledged one: ERROR WEFT_ECORRUPT, close.
+ *   - HELLO of another version: ERROR WEFT_EVERSION; close. (The peer's
+ *     device is its CURVE key's: HELLO does not repeat it.)
  *   - a batch that does not connect (WEFT_EGAP): nothing applied, ACK gap.
  *     The sender rewinds `sent` to the ACK's vv; ACKs of batches it sent
  *     before that rewind (seq <= rewind_seq) never rewind again.
@@ -67,6 +79,7 @@
  * transactions in the calling thread, which must not hold a write
  * transaction of the same store.
  */
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -86,17 +99,21 @@ struct weft__session {
     weft__session_cfg cfg;
     uint64_t peer_device;
     weft_peer_state state;
-    int closed;     /* 0, the WEFT_E* that closed the session, or WEFT__SESSION_BYE */
-    bool hello_in;  /* the peer's HELLO was received */
-    bool done_sent; /* DONE queued since the last batch */
+    int closed;        /* 0, the WEFT_E* that closed the session, or WEFT__SESSION_BYE */
+    bool greeted;      /* the peer's HELLO was received (its vector may be unknown yet) */
+    bool hello_in;     /* ... and its vector is known (full, or a digest we matched) */
+    bool asked;        /* we sent ASK: the peer's digest did not match */
+    bool ask_answered; /* we answered the peer's ASK */
+    bool digest_out;   /* our HELLO carried a digest */
     bool pending_known;
     bool reached_live;
     weft_vv *sent;      /* the peer holds or has been sent everything up to this */
     weft_vv *acked;     /* the peer's acknowledged vector: exact, in memory */
     bool acked_dirty;   /* acked holds more than the store (weft__session_save) */
     weft_vv *ours;      /* our vector at the last look */
+    weft_vv *announced; /* our vector as we last told the peer (HELLO, DONE) */
     weft_vv *peer_vv;   /* the peer's vector as last reported (HELLO, ACK, DONE) */
-    weft_vv *peer_done; /* its vector at its last DONE; NULL before */
+    weft_vv *peer_done; /* what it held at its HELLO or last DONE; NULL before */
     uint64_t out_seq, acked_seq, rewind_seq, in_seq;
     uint64_t pause_until; /* no streaming before this (deferred ACK); 0: none */
     uint64_t last_sent, last_recv;
@@ -322,6 +339,17 @@ static int update_state(weft__session *ss, uint64_t now)
 
 /* ---------------------------------------------------------------- lifecycle */
 
+/* Our HELLO: the digest of `ours` if digest_out, else the vector. */
+static int hello_frame(weft__session *ss, uint64_t hlc, weft__buf *b)
+{
+    if (ss->digest_out) {
+        uint8_t d[WEFT__VV_DIGEST_BYTES];
+        weft__wire_vv_digest(ss->ours, d);
+        return weft__msg_hello_digest(b, ss->cfg.role, d, hlc);
+    }
+    return weft__msg_hello(b, ss->cfg.role, ss->ours, hlc);
+}
+
 int weft__session_new(weft_store *s, const weft__session_cfg *cfg, uint64_t now_ms,
                       weft__session **out)
 {
@@ -367,9 +395,13 @@ int weft__session_new(weft_store *s, const weft__session_cfg *cfg, uint64_t now_
     rc = rc ? rc : weft__peer_acked_get(t, c->peer_key, &ss->acked);
     rc = rc ? rc : weft_store_vv(t, &ss->ours);
     weft_txn_abort(&t);
+    rc = rc ? rc : vv_copy(ss->ours, &ss->announced);
     if (rc == 0) {
+        /* The peer has acknowledged everything we hold: it most likely
+         * knows our vector exactly, so a digest says it in 12 bytes. */
         uint64_t hlc = weft__hlc_make(store_now(ss), 0);
-        rc = weft__msg_hello(&b, weft_store_device(s), c->role, ss->ours, hlc);
+        ss->digest_out = vv_le(ss->ours, ss->acked);
+        rc = hello_frame(ss, hlc, &b);
     }
     rc = rc ? rc : push_frame(ss, &b, now_ms);
     weft__buf_free(&b);
@@ -396,6 +428,7 @@ void weft__session_destroy(weft__session **self_p)
     weft_vv_destroy(&ss->sent);
     weft_vv_destroy(&ss->acked);
     weft_vv_destroy(&ss->ours);
+    weft_vv_destroy(&ss->announced);
     weft_vv_destroy(&ss->peer_vv);
     weft_vv_destroy(&ss->peer_done);
     weft__free(ss->batch);
@@ -428,9 +461,23 @@ const weft_vv *weft__session_acked(const weft__session *ss)
 
 /* ---------------------------------------------------------------- receiving */
 
+/* Raise @p v's entry for @p d to @p h if that is higher (never lowers it). */
+static int vv_raise(weft_vv *v, uint64_t d, uint64_t h)
+{
+    return h > weft_vv_get(v, d) ? weft_vv_set(v, d, h) : 0;
+}
+
+/* The peer's HELLO. Its vector is the peer's whole holdings when it sent it:
+ * `sent` starts there, the acknowledged vector takes it in (in memory;
+ * weft__session_save persists it with the session's next write, so the
+ * handshake costs no durable commit), and it counts as the peer's first
+ * DONE: once we hold it we have everything the peer had to give. A digest
+ * stands for the vector we hold as the peer's acknowledged vector; if it is
+ * not that one, ASK for the vector (the session waits for the second HELLO
+ * before it sends, and takes OPS and DONE meanwhile). */
 static int on_hello(weft__session *ss, weft__msg *m, uint64_t now)
 {
-    if (ss->hello_in) {
+    if (ss->hello_in || (ss->greeted && !ss->asked)) {
         return close_with(ss, WEFT_ECORRUPT, false, now, "second HELLO in one session");
     }
     if (m->version != WEFT__PROTO_VERSION) {
@@ -438,28 +485,50 @@ static int on_hello(weft__session *ss, weft__msg *m, uint64_t now)
                           "protocol version %u is not supported (this peer speaks %u)", m->version,
                           WEFT__PROTO_VERSION);
     }
-    if (m->device != ss->peer_device) {
-        return close_with(ss, WEFT_EAUTH, false, now,
-                          "HELLO names device %016llx, the peer key's device is %016llx",
-                          (unsigned long long)m->device, (unsigned long long)ss->peer_device);
+    if (ss->asked && m->has_digest) {
+        return close_with(ss, WEFT_ECORRUPT, false, now,
+                          "the HELLO answering ASK carries a digest, not the vector");
     }
-    /* The HELLO vector is what the peer holds: merge it into the
-     * acknowledged vector in memory; weft__session_save persists it with the
-     * session's next write (no durable commit on the handshake's path). */
+    ss->stats.clock_offset_ms = (int64_t)weft_hlc_ms(m->hlc) - (int64_t)store_now(ss);
     weft_txn *t = NULL;
     weft_vv *acked = NULL;
     int rc = weft_txn_begin(ss->s, WEFT_TXN_RDONLY, &t);
     rc = rc ? rc : weft__peer_acked_get(t, ss->cfg.peer_key, &acked);
     weft_txn_abort(&t);
-    if (rc == 0 && !vv_le(m->vv, acked)) {
-        rc = vv_merge(acked, m->vv);
-        ss->acked_dirty = true;
+    rc = rc ? rc : vv_merge(acked, ss->acked); /* ops it sent before its vector came */
+    const weft_vv *pv = m->vv;
+    bool miss = false;
+    if (rc == 0 && m->has_digest) {
+        uint8_t d[WEFT__VV_DIGEST_BYTES];
+        weft__wire_vv_digest(acked, d);
+        pv = acked;
+        miss = sodium_memcmp(d, m->digest, sizeof d) != 0;
     }
-    if (rc == 0) {
-        weft_vv_destroy(&ss->sent);
-        rc = vv_copy(m->vv, &ss->sent);
+    if (rc == 0 && miss) {
+        /* What the peer has acknowledged it holds, it holds: send nothing
+         * below that once its vector arrives. */
+        weft__buf b = {NULL, 0, 0};
+        rc = vv_copy(acked, &ss->sent);
+        rc = rc ? rc : weft__msg_ask(&b);
+        rc = rc ? rc : push_frame(ss, &b, now);
+        weft__buf_free(&b);
+        ss->asked = rc == 0;
+    } else if (rc == 0) {
+        if (!vv_le(pv, acked)) {
+            rc = vv_merge(acked, pv);
+            ss->acked_dirty = true;
+        }
+        if (rc == 0 && ss->sent == NULL) {
+            rc = vv_copy(pv, &ss->sent);
+        } else if (rc == 0) {
+            rc = vv_merge(ss->sent, pv);
+        }
+        rc = rc ? rc : vv_merge(ss->peer_vv, pv);
+        if (rc == 0 && ss->peer_done == NULL) {
+            rc = weft_vv_new(&ss->peer_done);
+        }
+        rc = rc ? rc : vv_merge(ss->peer_done, pv);
     }
-    rc = rc ? rc : vv_merge(ss->peer_vv, m->vv);
     if (rc != 0) {
         weft_vv_destroy(&acked);
         return close_with(ss, rc == WEFT_ENOTFOUND ? WEFT_EAUTH : rc, false, now,
@@ -467,10 +536,30 @@ static int on_hello(weft__session *ss, weft__msg *m, uint64_t now)
     }
     weft_vv_destroy(&ss->acked);
     ss->acked = acked;
-    ss->hello_in = true;
+    ss->greeted = true;
+    ss->hello_in = !miss;
     ss->pending_known = false;
-    ss->stats.clock_offset_ms = (int64_t)weft_hlc_ms(m->hlc) - (int64_t)store_now(ss);
     return update_state(ss, now);
+}
+
+/* The peer did not recognise our digest: answer once with the vector. */
+static int on_ask(weft__session *ss, uint64_t now)
+{
+    if (!ss->digest_out || ss->ask_answered) {
+        return close_with(ss, WEFT_ECORRUPT, false, now, "%s",
+                          ss->digest_out ? "second ASK in one session"
+                                         : "ASK, but our HELLO carried the vector");
+    }
+    ss->ask_answered = true;
+    weft__buf b = {NULL, 0, 0};
+    int rc = weft__msg_hello(&b, ss->cfg.role, ss->ours, weft__hlc_make(store_now(ss), 0));
+    rc = rc ? rc : push_frame(ss, &b, now);
+    weft__buf_free(&b);
+    rc = rc ? rc : vv_merge(ss->announced, ss->ours);
+    if (rc != 0) {
+        return close_with(ss, rc, false, now, "answering ASK: %s", weft_last_error());
+    }
+    return 0;
 }
 
 static int on_ops(weft__session *ss, weft__msg *m, uint64_t now)
@@ -541,7 +630,8 @@ static int on_ops(weft__session *ss, weft__msg *m, uint64_t now)
     rc = rc ? rc : push_frame(ss, &b, now);
     weft__buf_free(&b);
     WEFT__KILLPOINT(WEFT__KP_SESSION_ACK_QUEUED);
-    rc = rc ? rc : vv_merge(ss->sent, bv); /* the peer holds what it sent */
+    rc = rc ? rc : vv_merge(ss->sent, bv);      /* the peer holds what it sent */
+    rc = rc ? rc : vv_merge(ss->announced, vv); /* and knows what we hold now */
     if (rc == 0 && status != WEFT__ACK_GAP) {
         rc = vv_merge(ss->acked, bv);
     }
@@ -678,7 +768,6 @@ static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
             ss->sent = v;
         }
         ss->rewind_seq = ss->out_seq;
-        ss->done_sent = false;
         ss->pending_known = false;
         if (m->status == WEFT__ACK_DEFERRED) {
             ss->stats.deferred++;
@@ -706,12 +795,21 @@ static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
     return update_state(ss, now);
 }
 
+/* DONE: the peer holds m->vv (so it need not be sent, and it is
+ * acknowledged) and has nothing beyond it for us. */
 static int on_done(weft__session *ss, weft__msg *m, uint64_t now)
 {
-    weft_vv_destroy(&ss->peer_done);
-    ss->peer_done = m->vv;
-    m->vv = NULL;
-    int rc = vv_merge(ss->peer_vv, ss->peer_done);
+    int rc = 0;
+    if (ss->peer_done == NULL) {
+        rc = weft_vv_new(&ss->peer_done);
+    }
+    rc = rc ? rc : vv_merge(ss->peer_done, m->vv);
+    rc = rc ? rc : vv_merge(ss->peer_vv, m->vv);
+    rc = rc ? rc : vv_merge(ss->sent, m->vv);
+    if (rc == 0 && !vv_le(m->vv, ss->acked)) {
+        rc = vv_merge(ss->acked, m->vv);
+        ss->acked_dirty = true;
+    }
     if (rc != 0) {
         return close_with(ss, rc, false, now, "recording DONE: %s", weft_last_error());
     }
@@ -743,7 +841,7 @@ int weft__session_recv(weft__session *ss, const uint8_t *buf, size_t len, uint64
     } else if (m.type == WEFT__MSG_ERROR) {
         rc = close_with(ss, m.code, true, now_ms, "peer closed: %s: %.*s", weft_err_name(m.code),
                         (int)m.text.len, (const char *)m.text.ptr);
-    } else if (!ss->hello_in && m.type != WEFT__MSG_HELLO) {
+    } else if (!ss->greeted && m.type != WEFT__MSG_HELLO) {
         rc =
             close_with(ss, WEFT_ECORRUPT, false, now_ms, "message of type %d before HELLO", m.type);
     } else {
@@ -759,6 +857,9 @@ int weft__session_recv(weft__session *ss, const uint8_t *buf, size_t len, uint64
             break;
         case WEFT__MSG_DONE:
             rc = on_done(ss, &m, now_ms);
+            break;
+        case WEFT__MSG_ASK:
+            rc = on_ask(ss, now_ms);
             break;
         default: /* PING: a sign of life, already counted */
             rc = 0;
@@ -833,12 +934,12 @@ static int stream(weft__session *ss, uint64_t now)
         weft__buf_free(&b);
         for (size_t i = 0; i < ss->nbatch && rc == 0; i++) {
             rc = weft_vv_set(ss->sent, ss->batch[i].id.device, ss->batch[i].id.hlc);
+            rc = rc ? rc : vv_raise(ss->announced, ss->batch[i].id.device, ss->batch[i].id.hlc);
         }
         if (rc != 0) {
             break;
         }
         ss->out_seq++;
-        ss->done_sent = false;
         uint64_t inflight = ss->out_seq - ss->acked_seq;
         if (inflight > ss->stats.max_inflight) {
             ss->stats.max_inflight = inflight;
@@ -859,12 +960,14 @@ static int stream(weft__session *ss, uint64_t now)
     }
     if (exhausted) {
         ss->pending_out = 0;
-        if (!ss->done_sent) {
+        if (!vv_le(ss->ours, ss->announced)) {
+            /* We hold ops the peer neither has been sent nor been told of
+             * (they came from a third device and the peer holds them too). */
             weft__buf b = {NULL, 0, 0};
             rc = weft__msg_done(&b, ss->ours);
             rc = rc ? rc : push_frame(ss, &b, now);
             weft__buf_free(&b);
-            ss->done_sent = rc == 0;
+            rc = rc ? rc : vv_merge(ss->announced, ss->ours);
         }
     }
     return rc;

@@ -40,7 +40,7 @@
 #include "../common/weft_int.h"
 
 /* clang-format off */
-#define WEFT__PROTO_VERSION  1u
+#define WEFT__PROTO_VERSION  2u
 #define WEFT__MSG_MAX        (4u << 20)   /* decoder cap on one message */
 /* ZMQ_MAXMSGSIZE counts the CURVE MESSAGE command, 33 bytes more than the
  * message (name 8, nonce 8, MAC 16, flags 1): the socket cap is
@@ -50,6 +50,7 @@
 #define WEFT__BATCH_OPS      1024u        /* ops per OPS message */
 #define WEFT__BATCH_BYTES    (1u << 20)   /* payload bytes per OPS (one bigger op goes alone) */
 #define WEFT__WINDOW         4u           /* unacknowledged OPS per session */
+#define WEFT__VV_DIGEST_BYTES 12u         /* a HELLO's vector digest */
 #define WEFT__HEARTBEAT_MS   1000u
 #define WEFT__DEAD_MS        5000u
 #define WEFT__SKEW_PAUSE_MS  30000u       /* no sending after a deferred ACK */
@@ -65,6 +66,7 @@ enum weft__msg_type {
     WEFT__MSG_PING = 5,
     WEFT__MSG_ERROR = 6,
     WEFT__MSG_BYE = 7,
+    WEFT__MSG_ASK = 8,
 };
 
 enum weft__bye_reason {
@@ -83,13 +85,14 @@ enum weft__ack_status {
 typedef struct weft__msg {
     int type;
     uint32_t version; /* HELLO */
-    uint64_t device;  /* HELLO */
     uint32_t role;    /* HELLO: weft_role */
-    uint64_t hlc;     /* HELLO, PING */
-    uint64_t seq;     /* OPS, ACK */
-    uint32_t status;  /* ACK: weft__ack_status */
-    weft_vv *vv;      /* HELLO, ACK, DONE */
-    weft_op *ops;     /* OPS */
+    bool has_digest;  /* HELLO: digest instead of vv */
+    uint8_t digest[WEFT__VV_DIGEST_BYTES];
+    uint64_t hlc;    /* HELLO, PING */
+    uint64_t seq;    /* OPS, ACK */
+    uint32_t status; /* ACK: weft__ack_status */
+    weft_vv *vv;     /* HELLO (unless has_digest), ACK, DONE */
+    weft_op *ops;    /* OPS */
     size_t nops;
     int code;        /* ERROR: a WEFT_E* code */
     weft_bytes text; /* ERROR: UTF-8, <= 256 bytes */
@@ -103,8 +106,10 @@ int weft__msg_decode(const uint8_t *buf, size_t len, weft__msg *out);
 void weft__msg_free(weft__msg *m);
 
 /* Encoders append one frame to @p out. 0 or WEFT_ENOMEM. */
-int weft__msg_hello(weft__buf *out, uint64_t device, weft_role role, const weft_vv *vv,
-                    uint64_t hlc);
+int weft__msg_hello(weft__buf *out, weft_role role, const weft_vv *vv, uint64_t hlc);
+int weft__msg_hello_digest(weft__buf *out, weft_role role,
+                           const uint8_t digest[WEFT__VV_DIGEST_BYTES], uint64_t hlc);
+int weft__msg_ask(weft__buf *out);
 int weft__msg_ops(weft__buf *out, uint64_t seq, const weft_op *ops, size_t n);
 int weft__msg_ack(weft__buf *out, uint64_t seq, uint32_t status, const weft_vv *vv);
 int weft__msg_done(weft__buf *out, const weft_vv *vv);
@@ -118,6 +123,8 @@ int weft__msg_bye(weft__buf *out, uint32_t reason);
  * 65,536 devices, from the header alone, before any allocation), WEFT_ENOMEM. */
 int weft__wire_vv_put(weft__buf *b, const weft_vv *vv);
 int weft__wire_vv_read(const uint8_t **p, const uint8_t *end, weft_vv **out);
+/* The digest a HELLO carries instead of @p vv (NULL: the empty vector). */
+void weft__wire_vv_digest(const weft_vv *vv, uint8_t out[WEFT__VV_DIGEST_BYTES]);
 
 /* ================================================================ session.c */
 

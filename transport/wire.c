@@ -3,14 +3,18 @@
  *
  * Every message is one canonical msgpack array whose first element is the
  * type (positive fixint):
- *   HELLO [1, version, device, role, vv, hlc]
+ *   HELLO [1, version, role, vv | digest, hlc]
  *   OPS   [2, seq, [[hlc, device, dprev, bin payload], ...]]
  *   ACK   [3, seq, status, vv]
  *   DONE  [4, vv]
  *   PING  [5, hlc]
  *   ERROR [6, code (int), message (str <= 256 bytes)]
  *   BYE   [7, reason (uint < 2^32; 0 = done / shutting down)]
- * A vv is a map device -> hlc (weft__wire_vv_put/read). The readers are
+ *   ASK   [8] (send me your HELLO with the full vector)
+ * A vv is a map device -> hlc (weft__wire_vv_put/read); a HELLO carries
+ * either the map or its digest (bin of WEFT__VV_DIGEST_BYTES,
+ * weft__wire_vv_digest) when the sender expects the receiver to know its
+ * vector already. The readers are
  * crdt's weft__mp_read_*, which accept only canonical headers, so a decoded
  * message re-encodes to the same bytes.
  *
@@ -31,6 +35,8 @@
  *      batch rule (<= WEFT__BATCH_BYTES unless the batch is a single op).
  * Thread-safety: reentrant; a weft__msg is one thread at a time.
  */
+#include <sodium.h>
+
 #include "../crdt/crdt_int.h"
 #include "transport_int.h"
 
@@ -83,6 +89,29 @@ int weft__wire_vv_read(const uint8_t **p, const uint8_t *end, weft_vv **out)
     return rc;
 }
 
+/* BLAKE2b-128 of a domain tag and the entries as big-endian (device, hlc)
+ * pairs in ascending device order, cut to WEFT__VV_DIGEST_BYTES. Equal
+ * vectors give equal digests on every platform. */
+void weft__wire_vv_digest(const weft_vv *vv, uint8_t out[WEFT__VV_DIGEST_BYTES])
+{
+    static const uint8_t tag[] = "weft vv digest 1";
+    crypto_generichash_state st;
+    uint8_t full[crypto_generichash_BYTES_MIN];
+    crypto_generichash_init(&st, NULL, 0, sizeof full);
+    crypto_generichash_update(&st, tag, sizeof tag - 1);
+    size_t n = vv != NULL ? weft_vv_count(vv) : 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t d = 0, h = 0;
+        uint8_t e[16];
+        weft_vv_entry(vv, i, &d, &h);
+        weft__be64_put(e, d);
+        weft__be64_put(e + 8, h);
+        crypto_generichash_update(&st, e, sizeof e);
+    }
+    crypto_generichash_final(&st, full, sizeof full);
+    memcpy(out, full, WEFT__VV_DIGEST_BYTES);
+}
+
 /* ---------------------------------------------------------------- encoders */
 
 static int finish(weft__buf *out, size_t len0, int rc)
@@ -99,17 +128,40 @@ static int finish(weft__buf *out, size_t len0, int rc)
     return 0;
 }
 
-int weft__msg_hello(weft__buf *out, uint64_t device, weft_role role, const weft_vv *vv,
-                    uint64_t hlc)
+/* HELLO with the full vector (@p digest NULL) or with @p digest. */
+static int hello(weft__buf *out, weft_role role, const weft_vv *vv, const uint8_t *digest,
+                 uint64_t hlc)
 {
     size_t len0 = out->len;
-    int rc = weft__mp_put_array(out, 6);
+    int rc = weft__mp_put_array(out, 5);
     rc = rc ? rc : weft__mp_put_uint(out, WEFT__MSG_HELLO);
     rc = rc ? rc : weft__mp_put_uint(out, WEFT__PROTO_VERSION);
-    rc = rc ? rc : weft__mp_put_uint(out, device);
     rc = rc ? rc : weft__mp_put_uint(out, (uint64_t)role);
-    rc = rc ? rc : weft__wire_vv_put(out, vv);
+    if (digest != NULL) {
+        rc = rc ? rc : weft__mp_put_bin(out, digest, WEFT__VV_DIGEST_BYTES);
+    } else {
+        rc = rc ? rc : weft__wire_vv_put(out, vv);
+    }
     rc = rc ? rc : weft__mp_put_uint(out, hlc);
+    return finish(out, len0, rc);
+}
+
+int weft__msg_hello(weft__buf *out, weft_role role, const weft_vv *vv, uint64_t hlc)
+{
+    return hello(out, role, vv, NULL, hlc);
+}
+
+int weft__msg_hello_digest(weft__buf *out, weft_role role,
+                           const uint8_t digest[WEFT__VV_DIGEST_BYTES], uint64_t hlc)
+{
+    return hello(out, role, NULL, digest, hlc);
+}
+
+int weft__msg_ask(weft__buf *out)
+{
+    size_t len0 = out->len;
+    int rc = weft__mp_put_array(out, 1);
+    rc = rc ? rc : weft__mp_put_uint(out, WEFT__MSG_ASK);
     return finish(out, len0, rc);
 }
 
@@ -294,7 +346,7 @@ static int decode_ops(weft__mp_reader *r, weft__msg *m)
 }
 
 /* Arity of each type (index = type). HELLO's is checked after its version. */
-static const uint32_t arity[] = {0, 6, 3, 4, 2, 2, 3, 2};
+static const uint32_t arity[] = {0, 5, 3, 4, 2, 2, 3, 2, 1};
 
 int weft__msg_decode(const uint8_t *buf, size_t len, weft__msg *out)
 {
@@ -315,7 +367,7 @@ int weft__msg_decode(const uint8_t *buf, size_t len, weft__msg *out)
     if (n == 0 || weft__mp_read_uint(&r, &type) != 0) {
         return bad("no message type");
     }
-    if (type < WEFT__MSG_HELLO || type > WEFT__MSG_BYE) {
+    if (type < WEFT__MSG_HELLO || type > WEFT__MSG_ASK) {
         return weft__err(WEFT_ECORRUPT, "malformed message: unknown type %llu",
                          (unsigned long long)type);
     }
@@ -339,15 +391,24 @@ int weft__msg_decode(const uint8_t *buf, size_t len, weft__msg *out)
     }
     switch (type) {
     case WEFT__MSG_HELLO:
-        if (weft__mp_read_uint(&r, &m.device) != 0 || m.device == 0) {
-            rc = bad("HELLO device");
-        } else if (weft__mp_read_uint(&r, &u) != 0 || u > WEFT_ROLE_RELAY) {
+        if (weft__mp_read_uint(&r, &u) != 0 || u > WEFT_ROLE_RELAY) {
             rc = bad("HELLO role");
+        } else if (r.p < r.end && r.p[0] == 0xc4) { /* bin 8: a digest */
+            const uint8_t *d;
+            uint32_t dl;
+            m.role = (uint32_t)u;
+            if (weft__mp_read_bin(&r, &d, &dl) != 0 || dl != WEFT__VV_DIGEST_BYTES) {
+                rc = bad("HELLO vector digest is not a 12-byte bin");
+            } else {
+                memcpy(m.digest, d, WEFT__VV_DIGEST_BYTES);
+                m.has_digest = true;
+            }
         } else {
             m.role = (uint32_t)u;
-            if ((rc = read_vv(&r, &m.vv)) == 0 && weft__mp_read_uint(&r, &m.hlc) != 0) {
-                rc = bad("HELLO hlc");
-            }
+            rc = read_vv(&r, &m.vv);
+        }
+        if (rc == 0 && weft__mp_read_uint(&r, &m.hlc) != 0) {
+            rc = bad("HELLO hlc");
         }
         break;
     case WEFT__MSG_OPS:

@@ -34,7 +34,11 @@ static int reencode(const weft__msg *m, weft__buf *out)
         if (m->version != WEFT__PROTO_VERSION) {
             return 0;
         }
-        FUZZ_CHECK(weft__msg_hello(out, m->device, (weft_role)m->role, m->vv, m->hlc) == 0);
+        if (m->has_digest) {
+            FUZZ_CHECK(weft__msg_hello_digest(out, (weft_role)m->role, m->digest, m->hlc) == 0);
+        } else {
+            FUZZ_CHECK(weft__msg_hello(out, (weft_role)m->role, m->vv, m->hlc) == 0);
+        }
         return 1;
     case WEFT__MSG_OPS:
         FUZZ_CHECK(weft__msg_ops(out, m->seq, m->ops, m->nops) == 0);
@@ -64,6 +68,9 @@ static int reencode(const weft__msg *m, weft__buf *out)
     case WEFT__MSG_BYE:
         FUZZ_CHECK(weft__msg_bye(out, m->reason) == 0);
         return 1;
+    case WEFT__MSG_ASK:
+        FUZZ_CHECK(weft__msg_ask(out) == 0);
+        return 1;
     default:
         FUZZ_CHECK(!"decoded an unknown message type");
         return 0;
@@ -78,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(rc == WEFT_ECORRUPT || rc == WEFT_ELIMIT || rc == WEFT_ENOMEM);
         return 0;
     }
-    FUZZ_CHECK(m.type >= WEFT__MSG_HELLO && m.type <= WEFT__MSG_BYE);
+    FUZZ_CHECK(m.type >= WEFT__MSG_HELLO && m.type <= WEFT__MSG_ASK);
     FUZZ_CHECK(m.nops <= WEFT__BATCH_OPS);
     for (size_t i = 0; i < m.nops; i++) {
         const weft_op *o = &m.ops[i];

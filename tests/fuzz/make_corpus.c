@@ -471,12 +471,21 @@ static void corpus_wire(void)
 {
     weft__buf b = {0};
     weft_vv *vv = make_vv(3, 7), *empty = make_vv(0, 0);
-    ok(weft__msg_hello(&b, 0x1234567890abcdefu, WEFT_ROLE_DEVICE, vv, 1700000000000u << 16), "h");
+    ok(weft__msg_hello(&b, WEFT_ROLE_DEVICE, vv, 1700000000000u << 16), "h");
     put_buf("wire", "hello", &b);
     weft__buf_reset(&b);
-    ok(weft__msg_hello(&b, 42, WEFT_ROLE_RELAY, empty, 1), "hello");
+    ok(weft__msg_hello(&b, WEFT_ROLE_RELAY, empty, 1), "hello");
     put_buf("wire", "hello-relay-empty", &b);
-    put("wire", "hello-version-2", "\x96\x01\x02\x01\x00\x80\x01", 7);
+    uint8_t digest[WEFT__VV_DIGEST_BYTES];
+    weft__wire_vv_digest(vv, digest);
+    weft__buf_reset(&b);
+    ok(weft__msg_hello_digest(&b, WEFT_ROLE_DEVICE, digest, 1700000000000u << 16), "hello");
+    put_buf("wire", "hello-digest", &b);
+    weft__buf_reset(&b);
+    ok(weft__msg_ask(&b), "ask");
+    put_buf("wire", "ask", &b);
+    put("wire", "hello-version-1", "\x96\x01\x01\x01\x00\x80\x01", 7);
+    put("wire", "hello-version-3", "\x95\x01\x03\x00\x80\x01", 6);
 
     weft_op ops[4];
     uint64_t hlc = 1700000000000u << 16;

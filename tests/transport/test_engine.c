@@ -370,7 +370,7 @@ Test(engine, hostile_trusted_client, .timeout = 30)
     weft_vv *vv = NULL;
     OK(weft_vv_new(&vv));
     weft__buf h = {NULL, 0, 0};
-    OK(weft__msg_hello(&h, weft_store_device(rs), WEFT_ROLE_DEVICE, vv, oc.op.id.hlc));
+    OK(weft__msg_hello(&h, WEFT_ROLE_DEVICE, vv, oc.op.id.hlc));
     weft_vv_destroy(&vv);
     weft__buf_reset(&b);
     OK(weft__msg_ops(&b, 7, &oc.op, 1));

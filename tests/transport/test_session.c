@@ -533,6 +533,273 @@ Test(session, bye_closes_cleanly_both_ways)
     sim_destroy(&m);
 }
 
+/* ---- two sessions driven frame by frame (the link disabled) ---- */
+
+typedef struct hand {
+    sim *m;
+    weft__session *ss[2];
+    int node[2];
+    unsigned types[2][WEFT__MSG_ASK + 1]; /* frames sent, per side and type */
+    size_t bytes[2];                      /* message bytes sent, per side */
+} hand;
+
+/* sim_write until it issues an op (some writes, e.g. a delete of nothing,
+ * issue none). */
+static void write_one(sim *m, int n)
+{
+    weft_id before = m->node[n].last_id;
+    for (int i = 0; i < 100 && weft_id_cmp(before, m->node[n].last_id) == 0; i++) {
+        sim_write(m, n);
+    }
+    cr_assert_neq(weft_id_cmp(before, m->node[n].last_id), 0, "no write issued an op");
+}
+
+static void hand_open(hand *h, sim *m, int a, int b)
+{
+    memset(h, 0, sizeof *h);
+    h->m = m;
+    h->node[0] = a;
+    h->node[1] = b;
+    for (int i = 0; i < 2; i++) {
+        weft__session_cfg c = {0};
+        int self = h->node[i], peer = h->node[1 - i];
+        memcpy(c.peer_key, m->node[peer].pk, WEFT_KEY_BYTES);
+        snprintf(c.name, sizeof c.name, "n%d", peer);
+        c.role = m->node[self].role;
+        OK(weft__session_new(m->node[self].s, &c, m->now, &h->ss[i]));
+    }
+}
+
+static void hand_close(hand *h)
+{
+    weft__session_destroy(&h->ss[0]);
+    weft__session_destroy(&h->ss[1]);
+}
+
+/* Side @p i's next queued frame, counted, copied into @p f (0: none). */
+static int hand_take(hand *h, int i, weft__buf *f, int *type)
+{
+    weft_bytes fr;
+    if (weft__session_next(h->ss[i], &fr) != 1) {
+        return 0;
+    }
+    weft__msg msg;
+    OK(weft__msg_decode(fr.ptr, fr.len, &msg));
+    *type = msg.type;
+    h->types[i][msg.type]++;
+    h->bytes[i] += fr.len;
+    weft__msg_free(&msg);
+    f->len = 0;
+    OK(weft__buf_put(f, fr.ptr, fr.len));
+    return 1;
+}
+
+/* Deliver @p f to side @p i. */
+static void hand_give(hand *h, int i, const weft__buf *f)
+{
+    OK(weft__session_recv(h->ss[i], f->ptr, f->len, h->m->now));
+}
+
+/* Poll both sides and move every frame until nothing moves. */
+static void hand_run(hand *h)
+{
+    weft__buf f = {0};
+    for (int quiet = 0, round = 0; quiet < 2; round++) {
+        cr_assert_lt(round, 10000, "sessions never went quiet");
+        int moved = 0, type;
+        for (int i = 0; i < 2; i++) {
+            OK(weft__session_poll(h->ss[i], h->m->now));
+            while (hand_take(h, i, &f, &type)) {
+                hand_give(h, 1 - i, &f);
+                moved = 1;
+            }
+        }
+        quiet = moved ? 0 : quiet + 1;
+    }
+    weft__buf_free(&f);
+}
+
+/* Two devices a (0) and b (1) that wrote @p writes ops between them and
+ * synced; their link is then disabled, for sessions driven by hand. */
+static void synced_pair(sim *m, uint64_t seed, int writes)
+{
+    sim_init(m, sim_env_seed(seed));
+    int a = sim_node_add(m, WEFT_ROLE_DEVICE, 0), b = sim_node_add(m, WEFT_ROLE_DEVICE, 0);
+    int l = sim_link_add(m, a, b);
+    for (int i = 0; i < writes; i++) {
+        sim_write(m, i % 2 ? a : b);
+    }
+    cr_assert(sim_run(m, 100000));
+    assert_pair_done(m, a, b);
+    sim_link_enable(m, l, false);
+}
+
+/* Persist both sides' acknowledged vectors, as the engine does at close. */
+static void hand_save(hand *h)
+{
+    for (int i = 0; i < 2; i++) {
+        weft_txn *t;
+        OK(weft_txn_begin(h->m->node[h->node[i]].s, 0, &t));
+        OK(weft__session_save(h->ss[i], t));
+        OK(weft_txn_commit(&t));
+    }
+}
+
+/* Two devices in sync at the start of a session: each sends one HELLO with
+ * a 12-byte digest (27 bytes) and nothing else, and both are LIVE; a write
+ * then costs OPS one way and ACK the other, no DONE. */
+Test(session, in_sync_session_is_two_digest_hellos)
+{
+    sim m;
+    synced_pair(&m, 23, 40);
+    int a = 0, b = 1;
+    hand h;
+    hand_open(&h, &m, a, b);
+    hand_run(&h);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(h.types[i][WEFT__MSG_HELLO], 1, "side %d", i);
+        cr_assert_eq(h.bytes[i], 27, "side %d sent %zu bytes", i, h.bytes[i]);
+        cr_assert(weft__session_caught_up(h.ss[i]), "side %d not caught up", i);
+        cr_assert_eq(weft__session_state(h.ss[i]), WEFT_PEER_LIVE);
+    }
+    /* a live write: OPS and ACK only */
+    write_one(&m, a);
+    hand_run(&h);
+    cr_assert_eq(h.types[0][WEFT__MSG_OPS], 1);
+    cr_assert_eq(h.types[1][WEFT__MSG_ACK], 1);
+    cr_assert_eq(h.types[0][WEFT__MSG_DONE] + h.types[1][WEFT__MSG_DONE], 0);
+    cr_assert(weft__session_caught_up(h.ss[0]) && weft__session_caught_up(h.ss[1]));
+    cr_assert(sim_same(&m, a, b));
+    /* a session with the ACK saved reconnects with digests again */
+    hand_save(&h);
+    hand_close(&h);
+    hand_open(&h, &m, a, b);
+    hand_run(&h);
+    cr_assert_eq(h.bytes[0] + h.bytes[1], 54);
+    cr_assert(weft__session_caught_up(h.ss[0]) && weft__session_caught_up(h.ss[1]));
+    hand_close(&h);
+    sim_destroy(&m);
+}
+
+/* a loses an unsaved ACK (a crash), so its record of b is one op short: b's
+ * digest does not match, a sends ASK, b answers with its vector. Meanwhile
+ * b, which has a's vector, streams a new write: a applies OPS that arrive
+ * before b's vector does. Both end caught up with exact records. */
+Test(session, stale_record_asks_for_the_vector)
+{
+    sim m;
+    synced_pair(&m, 29, 20);
+    int a = 0, b = 1;
+    hand h;
+    hand_open(&h, &m, a, b);
+    hand_run(&h);
+    write_one(&m, a);
+    hand_run(&h);   /* b applied a's op (its record of a is saved with it); a's ACK is in memory */
+    hand_close(&h); /* a crash: nothing saved */
+    weft_vv *rec = acked_of(&m, a, b), *vb = sim_vv(&m, b);
+    cr_assert(!sim_vv_eq(rec, vb), "a's record of b should be stale");
+    weft_vv_destroy(&rec);
+    weft_vv_destroy(&vb);
+
+    hand_open(&h, &m, a, b);
+    weft__buf ha = {0}, hb = {0}, f = {0};
+    int type;
+    cr_assert(hand_take(&h, 0, &ha, &type) && type == WEFT__MSG_HELLO);
+    cr_assert(hand_take(&h, 1, &hb, &type) && type == WEFT__MSG_HELLO);
+    cr_assert_gt(ha.len, 27, "a holds an op b has not acknowledged to it: a full HELLO");
+    cr_assert_eq(hb.len, 27, "b believes a knows its vector: a digest");
+    hand_give(&h, 1, &ha); /* b knows a's vector */
+    hand_give(&h, 0, &hb); /* a does not recognise b's digest */
+    cr_assert(hand_take(&h, 0, &f, &type) && type == WEFT__MSG_ASK);
+    cr_assert_eq(weft__session_state(h.ss[0]), WEFT_PEER_CONNECTING);
+    weft__buf ask = {0};
+    OK(weft__buf_put(&ask, f.ptr, f.len));
+    /* b writes and streams before the ASK reaches it */
+    write_one(&m, b);
+    OK(weft__session_poll(h.ss[1], m.now));
+    cr_assert(hand_take(&h, 1, &f, &type) && type == WEFT__MSG_OPS);
+    hand_give(&h, 0, &f); /* applied before b's vector is known */
+    cr_assert(hand_take(&h, 0, &f, &type) && type == WEFT__MSG_ACK);
+    hand_give(&h, 1, &f);
+    OK(weft__session_poll(h.ss[0], m.now));
+    weft_bytes none;
+    cr_assert_eq(weft__session_next(h.ss[0], &none), 0, "a sent before knowing b's vector");
+    hand_give(&h, 1, &ask);
+    cr_assert(hand_take(&h, 1, &f, &type) && type == WEFT__MSG_HELLO);
+    cr_assert_gt(f.len, 27, "the answer to ASK carries the vector");
+    hand_give(&h, 0, &f);
+    hand_run(&h);
+    cr_assert_eq(h.types[0][WEFT__MSG_ASK], 1);
+    cr_assert_eq(h.types[1][WEFT__MSG_HELLO], 2);
+    cr_assert(weft__session_caught_up(h.ss[0]) && weft__session_caught_up(h.ss[1]));
+    hand_save(&h);
+    hand_close(&h);
+    assert_pair_done(&m, a, b);
+    weft__buf_free(&ha);
+    weft__buf_free(&hb);
+    weft__buf_free(&f);
+    weft__buf_free(&ask);
+    sim_destroy(&m);
+}
+
+/* ASK is an answer to a digest, once; the HELLO answering it carries the
+ * vector: anything else is a protocol error. */
+Test(session, ask_misuse_is_refused)
+{
+    sim m;
+    sim_init(&m, sim_env_seed(31));
+    int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0), b = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+    int l = sim_link_add(&m, a, b);
+    write_one(&m, a);
+    write_one(&m, b);
+    sim_link_enable(&m, l, false);
+    weft__buf ask = {0}, dig = {0}, f = {0};
+    OK(weft__msg_ask(&ask));
+    uint8_t d[WEFT__VV_DIGEST_BYTES] = {0};
+    OK(weft__msg_hello_digest(&dig, WEFT_ROLE_DEVICE, d, SIM_EPOCH << 16));
+    int type;
+
+    /* 1. a's HELLO carried its vector (b never acknowledged a's op): ASK refused */
+    hand h;
+    hand_open(&h, &m, a, b);
+    cr_assert(hand_take(&h, 0, &f, &type) && type == WEFT__MSG_HELLO && f.len > 27);
+    hand_give(&h, 0, &dig); /* a garbage digest from "b": a asks */
+    cr_assert(hand_take(&h, 0, &f, &type) && type == WEFT__MSG_ASK);
+    cr_assert_eq(weft__session_recv(h.ss[0], ask.ptr, ask.len, m.now), WEFT_ECORRUPT);
+    cr_assert_not_null(strstr(weft_last_error(), "our HELLO carried the vector"), "%s",
+                       weft_last_error());
+    hand_close(&h);
+
+    /* 2. a's answer to its own ASK comes as a digest again: refused */
+    hand_open(&h, &m, a, b);
+    hand_give(&h, 0, &dig);
+    cr_assert_eq(weft__session_recv(h.ss[0], dig.ptr, dig.len, m.now), WEFT_ECORRUPT);
+    cr_assert_not_null(strstr(weft_last_error(), "carries a digest"), "%s", weft_last_error());
+    hand_close(&h);
+
+    /* 3. in sync, b's HELLO is a digest; a second ASK is refused */
+    sim_link_enable(&m, l, true);
+    cr_assert(sim_run(&m, 100000));
+    sim_link_enable(&m, l, false);
+    hand_open(&h, &m, a, b);
+    cr_assert(hand_take(&h, 1, &f, &type) && type == WEFT__MSG_HELLO);
+    cr_assert_eq(f.len, 27);
+    hand_give(&h, 1, &dig);
+    OK(weft__session_recv(h.ss[1], ask.ptr, ask.len, m.now));
+    cr_assert_eq(weft__session_recv(h.ss[1], ask.ptr, ask.len, m.now), WEFT_ECORRUPT);
+    cr_assert_not_null(strstr(weft_last_error(), "second ASK"), "%s", weft_last_error());
+    hand_close(&h);
+
+    /* 4. ASK before any HELLO */
+    hand_open(&h, &m, a, b);
+    cr_assert_eq(weft__session_recv(h.ss[1], ask.ptr, ask.len, m.now), WEFT_ECORRUPT);
+    hand_close(&h);
+    weft__buf_free(&ask);
+    weft__buf_free(&dig);
+    weft__buf_free(&f);
+    sim_destroy(&m);
+}
+
 Test(session, duplicate_delivery_changes_nothing)
 {
     sim m;
@@ -561,7 +828,7 @@ Test(session, duplicate_delivery_changes_nothing)
     weft__buf f = {0};
     weft_vv *empty;
     OK(weft_vv_new(&empty));
-    OK(weft__msg_hello(&f, weft_store_device(m.node[a].s), WEFT_ROLE_DEVICE, empty, 1));
+    OK(weft__msg_hello(&f, WEFT_ROLE_DEVICE, empty, 1));
     OK(weft__session_recv(sb, f.ptr, f.len, m.now));
     f.len = 0;
     weft_txn *t;

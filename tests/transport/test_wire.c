@@ -29,9 +29,17 @@ static weft_vv *mkvv(size_t n)
     return vv;
 }
 
-/* The seven sample frames. */
+/* The sample frames: one per type 1..8, and 9: a HELLO with a digest. */
+#define SAMPLES 9
+
+static int sample_type(int kind)
+{
+    return kind == SAMPLES ? WEFT__MSG_HELLO : kind;
+}
+
 static int sample(int type, weft__buf *b)
 {
+    static const uint8_t digest[WEFT__VV_DIGEST_BYTES] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
     static const uint8_t p1[] = {0x93, 0x01, 0x02, 0x03}, p2[] = {0xc0};
     weft_op ops[3] = {
         {{100, 7}, 0, {p1, sizeof p1}},
@@ -42,7 +50,13 @@ static int sample(int type, weft__buf *b)
     int rc = 0;
     switch (type) {
     case WEFT__MSG_HELLO:
-        rc = weft__msg_hello(b, UINT64_C(0xfedcba9876543210), WEFT_ROLE_RELAY, vv, 12345);
+        rc = weft__msg_hello(b, WEFT_ROLE_RELAY, vv, 12345);
+        break;
+    case SAMPLES:
+        rc = weft__msg_hello_digest(b, WEFT_ROLE_DEVICE, digest, UINT64_C(0xffffffffffff));
+        break;
+    case WEFT__MSG_ASK:
+        rc = weft__msg_ask(b);
         break;
     case WEFT__MSG_OPS:
         rc = weft__msg_ops(b, 42, ops, 3);
@@ -71,7 +85,14 @@ static void reencode(const weft__msg *m, weft__buf *b)
 {
     switch (m->type) {
     case WEFT__MSG_HELLO:
-        OK(weft__msg_hello(b, m->device, (weft_role)m->role, m->vv, m->hlc));
+        if (m->has_digest) {
+            OK(weft__msg_hello_digest(b, (weft_role)m->role, m->digest, m->hlc));
+        } else {
+            OK(weft__msg_hello(b, (weft_role)m->role, m->vv, m->hlc));
+        }
+        break;
+    case WEFT__MSG_ASK:
+        OK(weft__msg_ask(b));
         break;
     case WEFT__MSG_OPS:
         OK(weft__msg_ops(b, m->seq, m->ops, m->nops));
@@ -100,19 +121,30 @@ static void reencode(const weft__msg *m, weft__buf *b)
 
 Test(wire, round_trip)
 {
-    for (int type = 1; type <= 7; type++) {
+    for (int type = 1; type <= SAMPLES; type++) {
         weft__buf b = {0}, c = {0};
         OK(sample(type, &b));
         weft__msg m;
         OK(weft__msg_decode(b.ptr, b.len, &m));
-        cr_assert_eq(m.type, type);
+        cr_assert_eq(m.type, sample_type(type));
         switch (type) {
         case WEFT__MSG_HELLO:
-            cr_assert_eq(m.version, 1);
-            cr_assert_eq(m.device, UINT64_C(0xfedcba9876543210));
+            cr_assert_eq(m.version, 2);
             cr_assert_eq(m.role, WEFT_ROLE_RELAY);
             cr_assert_eq(m.hlc, 12345);
+            cr_assert(!m.has_digest);
             cr_assert_eq(weft_vv_count(m.vv), 3);
+            break;
+        case SAMPLES:
+            cr_assert(m.has_digest);
+            cr_assert_null(m.vv);
+            cr_assert_eq(m.digest[11], 12);
+            cr_assert_eq(m.role, WEFT_ROLE_DEVICE);
+            /* 1 + 1 + 1 + 1 + (2 + 12) + 9: what a greeting in sync costs */
+            cr_assert_eq(b.len, 27);
+            break;
+        case WEFT__MSG_ASK:
+            cr_assert_eq(b.len, 2);
             break;
         case WEFT__MSG_OPS:
             cr_assert_eq(m.seq, 42);
@@ -148,7 +180,7 @@ Test(wire, round_trip)
 
 Test(wire, every_truncation_rejected)
 {
-    for (int type = 1; type <= 7; type++) {
+    for (int type = 1; type <= SAMPLES; type++) {
         weft__buf b = {0};
         OK(sample(type, &b));
         for (size_t n = 0; n < b.len; n++) {
@@ -176,7 +208,7 @@ static int decode_hex(const uint8_t *p, size_t n)
 Test(wire, malformed_rejected)
 {
     /* not an array, empty array, unknown types */
-    static const uint8_t a[] = {0x05}, b[] = {0x90}, c[] = {0x92, 0x08, 0x01},
+    static const uint8_t a[] = {0x05}, b[] = {0x90}, c[] = {0x92, 0x09, 0x01},
                          d[] = {0x92, 0x00, 0x01};
     cr_assert_eq(decode_hex(a, sizeof a), WEFT_ECORRUPT);
     cr_assert_eq(decode_hex(b, sizeof b), WEFT_ECORRUPT);
@@ -223,7 +255,7 @@ Test(wire, malformed_rejected)
         weft__buf_free(&bb);
     }
     /* trailing bytes after every sample */
-    for (int type = 1; type <= 7; type++) {
+    for (int type = 1; type <= SAMPLES; type++) {
         weft__buf buf = {0};
         OK(sample(type, &buf));
         uint8_t z = 0xc0;
@@ -232,12 +264,26 @@ Test(wire, malformed_rejected)
         weft__buf_free(&buf);
     }
     /* a HELLO of another version decodes to just its version */
-    static const uint8_t v2[] = {0x93, 0x01, 0x02, 0xa1, 'x'};
+    static const uint8_t v3[] = {0x93, 0x01, 0x03, 0xa1, 'x'};
     weft__msg m;
-    OK(weft__msg_decode(v2, sizeof v2, &m));
+    OK(weft__msg_decode(v3, sizeof v3, &m));
     cr_assert_eq(m.type, WEFT__MSG_HELLO);
-    cr_assert_eq(m.version, 2);
+    cr_assert_eq(m.version, 3);
     weft__msg_free(&m);
+    /* a HELLO digest of 11 or 13 bytes, or a str in its place; ASK with an element */
+    static const uint8_t d11[] = {0x95, 0x01, 0x02, 0x00, 0xc4, 0x0b, 0, 0, 0,
+                                  0,    0,    0,    0,    0,    0,    0, 0, 0x01},
+                         d13[] = {0x95, 0x01, 0x02, 0x00, 0xc4, 0x0d, 0, 0, 0, 0,
+                                  0,    0,    0,    0,    0,    0,    0, 0, 0, 0x01},
+                         ds[] = {0x95, 0x01, 0x02, 0x00, 0xa1, 'x', 0x01},
+                         ask2[] = {0x92, 0x08, 0x00};
+    cr_assert_eq(decode_hex(d11, sizeof d11), WEFT_ECORRUPT);
+    cr_assert_eq(decode_hex(d13, sizeof d13), WEFT_ECORRUPT);
+    cr_assert_eq(decode_hex(ds, sizeof ds), WEFT_ECORRUPT);
+    cr_assert_eq(decode_hex(ask2, sizeof ask2), WEFT_ECORRUPT);
+    /* v1's six-element HELLO (with a device) is malformed in version 2 */
+    static const uint8_t v1shape[] = {0x96, 0x01, 0x02, 0x07, 0x00, 0x80, 0x01};
+    cr_assert_eq(decode_hex(v1shape, sizeof v1shape), WEFT_ECORRUPT);
 }
 
 static void put_op(weft__buf *b, uint64_t hlc, uint64_t dev, uint64_t dprev, size_t plen)
@@ -348,7 +394,7 @@ Test(wire, random_mutations_never_crash)
         rng = rng * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
         uint64_t r = rng >> 11;
         weft__buf b = {0};
-        OK(sample((int)(r % 7) + 1, &b));
+        OK(sample((int)(r % SAMPLES) + 1, &b));
         unsigned muts = 1 + (unsigned)((r >> 3) % 4);
         for (unsigned k = 0; k < muts && b.len > 0; k++) {
             rng = rng * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
@@ -379,7 +425,7 @@ Test(wire, random_mutations_never_crash)
         if (weft__msg_decode(cp, b.len, &m) == 0) {
             /* Whatever is accepted is canonical: it re-encodes to itself. */
             bool nul = m.type == WEFT__MSG_ERROR && memchr(m.text.ptr, 0, m.text.len) != NULL;
-            if (!(m.type == WEFT__MSG_HELLO && m.version != 1) && !nul) {
+            if (!(m.type == WEFT__MSG_HELLO && m.version != WEFT__PROTO_VERSION) && !nul) {
                 weft__buf c = {0};
                 reencode(&m, &c);
                 if (!(c.len == b.len && memcmp(c.ptr, cp, b.len) == 0)) {
