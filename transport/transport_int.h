@@ -47,7 +47,7 @@
  * WEFT__MSG_MAX + this, so every message up to WEFT__MSG_MAX reaches the
  * decoder and ZeroMQ drops larger ones with the connection. */
 #define WEFT__CURVE_OVERHEAD 33
-#define WEFT__BATCH_OPS      1024u        /* ops per OPS message */
+#define WEFT__BATCH_OPS      4096u        /* ops per OPS message */
 #define WEFT__BATCH_BYTES    (1u << 20)   /* payload bytes per OPS (one bigger op goes alone) */
 #define WEFT__WINDOW         4u           /* unacknowledged OPS per session */
 #define WEFT__VV_DIGEST_BYTES 12u         /* a HELLO's vector digest */

@@ -57,7 +57,7 @@
 
 /* The caps of docs/protocol.md section 5, written out so that the tests
  * check the specification rather than the code's constants. */
-#define BATCH_OPS       1024       /* ops per OPS message */
+#define BATCH_OPS       4096       /* ops per OPS message */
 #define BATCH_BYTES_CAP (1u << 20) /* payload bytes per OPS */
 #define MSG_CAP         (4u << 20) /* ZMQ_MAXMSGSIZE */
 #define WINDOW_CAP      4u         /* unacknowledged OPS */
@@ -848,7 +848,7 @@ Test(hostile, trusted_peer_replaying_batches_changes_nothing)
     const char *ep = endpoint();
     trust(a, "b", b, ep, 0);
     trust(b, "a", a, NULL, 0);
-    enum { N = 2500 };
+    enum { N = 2 * BATCH_OPS + 452 };
     fill(a, N);
     oplist ops = ops_load(a);
     cr_assert_eq(ops.n, N);
@@ -928,7 +928,7 @@ Test(hostile, trusted_peer_replaying_batches_changes_nothing)
     ops_free(&ops);
 }
 
-#define BIG_OPS 20000 /* ops of the disk-full syncs (a few MiB in the receiver) */
+#define BIG_OPS 80000 /* ops of the disk-full syncs (~20 batches, ~10 MiB in the receiver) */
 
 Test(hostile, disk_full_in_serve_is_a_clear_error_and_sync_resumes_once_freed)
 {
@@ -1031,7 +1031,7 @@ Test(hostile, disk_full_in_one_shot_sync_is_a_clear_error_and_sync_resumes_once_
 
 /* ---- caps over a real socket ---- */
 
-/* An OPS frame built by hand (the encoder refuses more than 1,024 ops). */
+/* An OPS frame built by hand (the encoder refuses more than 4,096 ops). */
 static void ops_by_hand(weft__buf *b, uint64_t seq, const weft_op *ops, size_t n)
 {
     cr_assert_eq(weft__mp_put_array(b, 3), 0);
@@ -1127,15 +1127,15 @@ Test(hostile, wire_caps_hit_exactly_and_exceeded_by_one_over_a_socket)
     uint64_t b_ops = B_BATCHES * BATCH_OPS;
     int sb = serve("b", NULL, b, ep, 0);
 
-    /* Ops per OPS: 1,025 is refused whole (ELIMIT); 1,024 is applied. */
+    /* Ops per OPS: 4,097 is refused whole (ELIMIT); 4,096 is applied. */
     rawc r = raw_as(a, b, ep);
     raw_hello(&r, bvv);
     weft__buf m = {NULL, 0, 0};
     ops_by_hand(&m, 1, ops.v, BATCH_OPS + 1);
     raw_send_buf(&r, &m);
-    expect_error(&r, WEFT_ELIMIT, "1025 ops");
+    expect_error(&r, WEFT_ELIMIT, "4097 ops");
     raw_close(&r);
-    cr_assert_eq(ops_of(b), b_ops, "part of a 1,025-op batch was applied");
+    cr_assert_eq(ops_of(b), b_ops, "part of a 4,097-op batch was applied");
     r = raw_as(a, b, ep);
     raw_hello(&r, bvv);
     ops_by_hand(&m, 1, ops.v, BATCH_OPS);
@@ -1268,7 +1268,7 @@ Test(hostile, wire_caps_hit_exactly_and_exceeded_by_one_over_a_socket)
 
     cr_assert(alive(sb), "the server died");
     char *log = slurp(procs[sb].log);
-    cr_assert_not_null(strstr(log, "1025 ops"), "serve log: %s", log);
+    cr_assert_not_null(strstr(log, "4097 ops"), "serve log: %s", log);
     free(log);
     cr_assert_eq(stop(sb, SIGTERM), 0);
     weft_vv_destroy(&bvv);

@@ -47,8 +47,8 @@
 
 #include "net_helpers.h"
 
-#define BIG_OPS   20000 /* ops in the interrupted-sync tests */
-#define BATCH_OPS 1024  /* protocol.md: ops per OPS message */
+#define BIG_OPS   80000 /* ops in the interrupted-sync tests (~20 batches) */
+#define BATCH_OPS 4096  /* protocol.md: ops per OPS message */
 #define HOUR_MS   "3600000"
 
 TestSuite(net, .init = net_setup, .fini = net_teardown, .timeout = 150);

@@ -926,7 +926,8 @@ Test(engine, backlog_streams_on_acks_not_timers, .timeout = 30)
 {
     char *da = tmpdir_new(), *db = tmpdir_new();
     weft_store *a = store_new(da), *b = store_new(db);
-    enum { N = 200 * 1024 }; /* 200 default batches: 50 windows, >= 50 s by timer */
+    /* 64 default batches: 16 windows, >= 16 s if each waited for the 1 s timer */
+    enum { N = 64 * WEFT__BATCH_OPS };
     weft_txn *t = NULL;
     OK(weft_txn_begin(a, 0, &t));
     char id[32];
@@ -950,7 +951,7 @@ Test(engine, backlog_streams_on_acks_not_timers, .timeout = 30)
     OK(weft_sync_start(b, &o, &sb));
     OK(weft_sync_now(sb, "a"));
     snprintf(id, sizeof id, "n%d", N - 1);
-    cr_assert(wait_str(b, id, "backlog", 25000), "the backlog did not stream on ACKs alone");
+    cr_assert(wait_str(b, id, "backlog", 14000), "the backlog did not stream on ACKs alone");
     weft_sync_stop(&sb);
     weft_sync_stop(&sa);
     weft_store_close(&a);

@@ -298,8 +298,8 @@ static void put_op(weft__buf *b, uint64_t hlc, uint64_t dev, uint64_t dprev, siz
 
 Test(wire, caps_exceeded_by_one)
 {
-    /* 1024 ops: fine; 1025: ELIMIT. */
-    for (unsigned n = 1024; n <= 1025; n++) {
+    /* WEFT__BATCH_OPS ops: fine; one more: ELIMIT. */
+    for (unsigned n = WEFT__BATCH_OPS; n <= WEFT__BATCH_OPS + 1; n++) {
         weft__buf b = {0};
         OK(weft__mp_put_array(&b, 3));
         OK(weft__mp_put_uint(&b, 2));
@@ -308,11 +308,11 @@ Test(wire, caps_exceeded_by_one)
         for (unsigned i = 0; i < n; i++) {
             put_op(&b, 1000 + i, 5, i ? 999 + i : 0, 1);
         }
-        cr_assert_eq(decode_hex(b.ptr, b.len), n == 1024 ? 0 : WEFT_ELIMIT, "%u ops", n);
+        cr_assert_eq(decode_hex(b.ptr, b.len), n == WEFT__BATCH_OPS ? 0 : WEFT_ELIMIT, "%u ops", n);
         weft__buf_free(&b);
     }
     /* An op count claimed by a 5-byte header, no bytes behind it: no allocation. */
-    static const uint8_t big_ops[] = {0x93, 0x02, 0x01, 0xdd, 0x00, 0x00, 0x04, 0x01};
+    static const uint8_t big_ops[] = {0x93, 0x02, 0x01, 0xdd, 0x00, 0x00, 0x10, 0x01}; /* 4,097 */
     static const uint8_t few_ops[] = {0x93, 0x02, 0x01, 0xdc, 0x03, 0xff};
     static const uint8_t big_vv[] = {0x92, 0x04, 0xdf, 0x00, 0x01, 0x00, 0x01};
     weft__alloc_fail_after(0);
