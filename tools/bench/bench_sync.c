@@ -1263,19 +1263,24 @@ void weft__bench_sync_incremental(const weft_bench_cfg *c)
 
         struct sess *fr = weft__bench_calloc(reps, sizeof *fr);
         struct sess *pu = weft__bench_calloc(reps, sizeof *pu);
+        struct sess *is = weft__bench_calloc(reps, sizeof *is);
         for (size_t r = 0; r < reps; r++) {
             fresh_session(&pr, &p, 2 * r, 1, &fr[r]);
         }
         for (size_t r = 0; r < reps; r++) {
             push_session(&pr, &p, 2 * r + 1, &pu[r]);
         }
+        for (size_t r = 0; r < reps; r++) { /* reconnect in sync: the reconnect workload's */
+            fresh_session(&pr, &p, r, 0, &is[r]);
+        }
         check_equal(&pr, "sync_incremental (at the end)");
         struct bstats bs;
         b_stats(&pr, &bs);
         pair_close(&pr);
-        struct summary sf, sp;
+        struct summary sf, sp, si;
         summarize(fr, reps, &sf);
         summarize(pu, reps, &sp);
+        summarize(is, reps, &si);
 
         jb_open(&j, name + strlen("sync_incremental_"));
         jb_u64(&j, "ops", os.count);
@@ -1283,6 +1288,7 @@ void weft__bench_sync_incremental(const weft_bench_cfg *c)
         jb_num(&j, "first_session_live_ms", first_ms, 2);
         jb_summary(&j, "fresh", &sf, 1);
         jb_summary(&j, "push", &sp, 0);
+        jb_summary(&j, "insync", &si, 1);
         jb_u64(&j, "engine_errors_b", bs.errors);
         jb_u64(&j, "engine_errors_a", pr.a_errors);
         if (pr.a_errors) {
@@ -1291,8 +1297,9 @@ void weft__bench_sync_incremental(const weft_bench_cfg *c)
         jb_close(&j);
         sl += (size_t)snprintf(sum + sl, sizeof sum - sl,
                                " | %" PRIu64 " ops: fresh %.2f ms %" PRIu64 " B, push %.2f ms "
-                               "%" PRIu64 " B",
-                               os.count, sf.ms_median, sf.tcp_median, sp.ms_median, sp.tcp_median);
+                               "%" PRIu64 " B, in sync %" PRIu64 " B",
+                               os.count, sf.ms_median, sf.tcp_median, sp.ms_median, sp.tcp_median,
+                               si.tcp_median);
         ok &= sf.tcp_median < TARGET_BYTES && sp.tcp_median < TARGET_BYTES &&
               sf.ms_median < TARGET_INCR_MS && sp.ms_median < TARGET_INCR_MS;
         fmin = sf.ms_median < fmin ? sf.ms_median : fmin;
@@ -1303,6 +1310,7 @@ void weft__bench_sync_incremental(const weft_bench_cfg *c)
         bmax = sf.tcp_median > bmax ? sf.tcp_median : bmax;
         free(fr);
         free(pu);
+        free(is);
         free(adir);
         free(bdir);
         weft__bench_drop_tmp(c, dir);

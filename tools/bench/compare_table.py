@@ -386,9 +386,16 @@ class Page:
         return f"{nbytes(m['rss'])} (JS heap {nbytes(m['heap_used'])}, external {nbytes(m['external'])})"
 
     def weft_reconnect(self, n):
-        """weft's reconnect figure at @p n notes: the reconnect workload runs at
-        10,000 notes; at the other sizes the fresh session of sync_incremental
-        (reconnect + one op) is an upper bound."""
+        """weft's reconnect figure at @p n notes: sync_incremental's in-sync
+        sessions at each size; without them the reconnect workload (10,000
+        notes), and at other sizes the fresh session of sync_incremental
+        (reconnect + one op), an upper bound."""
+        ws = self.weft_size(n)
+        hs = self.w("sync_incremental", "params.curve_handshake_bytes")
+        if ws and get(ws, "insync.wire_bytes_median") is not None:
+            b = get(ws, "insync.wire_bytes_median")
+            return (self.tb(get(ws, "insync.live_ms_median"), b)
+                    + (f" (CURVE handshake {nbytes(hs)}, weft {nbytes(b - hs)})" if hs else ""))
         if n == self.w("reconnect", "params.ops", 0) // 10 + 1 and self.w("reconnect", "session.ms_median") is not None:
             return (self.tb(self.w("reconnect", "session.ms_median"), self.w("reconnect", "session.wire_bytes_median"))
                     + f" (CURVE handshake {nbytes(self.w('reconnect', 'params.curve_handshake_bytes'))},"
@@ -399,6 +406,9 @@ class Page:
         return NM
 
     def weft_reconnect_bytes_big(self):
+        ws = self.weft_size(self.big)
+        if ws and get(ws, "insync.wire_bytes_median") is not None:
+            return get(ws, "insync.wire_bytes_median"), f"a new session in sync at {self.big:,} notes"
         rb = self.w("reconnect", "session.wire_bytes_median")
         if rb is not None and self.w("reconnect", "params.ops", 0) // 10 + 1 == self.big:
             return rb, f"the reconnect workload at {self.big:,} notes"
