@@ -7,9 +7,11 @@
  * it. It computes everything that can fail for lack of memory first and
  * only then writes, so that an ENOMEM leaves the MDB txn untouched
  * (t->wrote tells the caller whether anything was written):
- *   ops        id -> payload (MDB_APPEND: an op we apply is always beyond
- *              the device's chain, and a local op beyond every id)
- *   by_device  device -> hlc (MDB_APPENDDUP, same reason)
+ *   ops        device | hlc -> payload: an op we apply is always beyond
+ *              its device's run, so when no greater device is held (the
+ *              vv cache's last entry) it is beyond every key: MDB_APPEND;
+ *              otherwise a plain put (one search), as for a remote op
+ *              landing in the middle of the log
  *   fields / conflicts     SET INC ADD REM: merge into the field state;
  *              one search of `fields` per op: a cursor positioned by the
  *              load is written through with MDB_CURRENT, and a key after
@@ -21,7 +23,7 @@
  *              -> delta); the field's record keeps only the rows' summary
  *   entities / fields / conflicts / counters  DEL: raise the tombstone,
  *              prune fields, delete the counter rows it hides
- *   vv cache, conflict count  in memory only: derived from by_device and
+ *   vv cache, conflict count  in memory only: derived from ops and
  *              conflicts, which step 2 and 3 write (nothing is flushed)
  *
  * Counter rows cost O(log n) per increment and O(rows removed) per delete
@@ -30,18 +32,20 @@
  * field's rows from the first (they are sorted by id) while id <= T. Rows go
  * oldest first, so the field's newest row stays unless none is left.
  *
- * weft_ops_since() is a k-way merge over the by_device chains of the devices
- * the other side lacks, so its cost is O(delta + devices), never a log scan:
- * a binary heap keyed by (hlc, device) holds one cursor position per device;
- * one by_device cursor serves all of them and is repositioned only when the
- * next op comes from another device than the last.
+ * weft_ops_since() is a k-way merge over the runs in `ops` of the devices
+ * the other side lacks, so its cost is O(delta + devices), never a log scan,
+ * and it streams in (hlc, device) order whatever the key order: a binary
+ * heap keyed by (hlc, device) holds one position per device; one cursor on
+ * `ops` serves all of them and is repositioned (one search) only when the
+ * next op comes from another device than the last. An op's dprev is the
+ * key before it in its device's run.
  *
  * Invariants:
  *   1. For each device the log holds a prefix of its chain: an op is applied
  *      only when its dprev equals vv[device] (or it is local and newest).
- *   2. vv[d] is the greatest hlc of d in `ops` and in `by_device`: in a read
- *      txn it is read as by_device's last dup of d, in a write txn the
- *      cache loaded that way at begin is kept in step by every apply.
+ *   2. vv[d] is the greatest hlc of d in `ops`: in a read txn it is read as
+ *      the last key of d's run, in a write txn the cache loaded that way at
+ *      begin is kept in step by every apply.
  *   3. `conflicts` holds exactly the fields whose state has > 1 head and
  *      t->conflicts counts them.
  *   4. weft_apply leaves no trace of a failed batch: it runs in a nested MDB
@@ -115,33 +119,55 @@ int weft__store_vv_set(weft_txn *t, uint64_t device, uint64_t hlc)
     return 0;
 }
 
+/* Is (k) a well-formed `ops` key? */
+static bool opkey_ok(const MDB_val *k)
+{
+    return k->mv_size == WEFT__OPKEY_BYTES && weft__be64_get((const uint8_t *)k->mv_data + 8) != 0;
+}
+
 int weft__store_vv_each(weft_txn *t, int (*fn)(void *user, uint64_t device, uint64_t hlc),
                         void *user)
 {
     MDB_cursor *c;
-    int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_BY_DEVICE], &c);
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &c);
     if (rc != 0) {
         return weft__store_mdb_err(rc, "reading the version vector");
     }
-    /* Each device's first dup (MDB_FIRST / MDB_NEXT_NODUP), then its last
-     * (MDB_LAST_DUP): O(devices * log ops), whatever the log's length. */
+    /* Each device's run ends just before the first key of the next device:
+     * seek (device + 1, 0) and step back, or take the last key when no
+     * device follows. O(devices * log ops), whatever the log's length. */
     MDB_val k, v;
-    int mrc;
+    uint8_t kb[WEFT__OPKEY_BYTES];
+    int mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     rc = 0;
-    for (mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0;
-         mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT_NODUP)) {
-        if ((mrc = mdb_cursor_get(c, &k, &v, MDB_LAST_DUP)) != 0) {
+    while (mrc == 0) {
+        if (!opkey_ok(&k)) {
+            rc = weft__err(WEFT_ECORRUPT, "op log key of %zu bytes or hlc 0", k.mv_size);
             break;
         }
-        uint64_t hlc;
-        if (k.mv_size != 8 || v.mv_size != 8 || (hlc = weft__be64_get(v.mv_data)) == 0) {
-            rc = weft__err(WEFT_ECORRUPT, "device index record of %zu/%zu bytes or hlc 0",
-                           k.mv_size, v.mv_size);
+        uint64_t device = weft__be64_get(k.mv_data);
+        if (device == UINT64_MAX) {
+            mrc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+        } else {
+            weft_id next = {0, device + 1};
+            weft__store_opkey_put(kb, next);
+            k.mv_size = sizeof kb, k.mv_data = kb;
+            mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+            mrc = mrc == MDB_NOTFOUND ? mdb_cursor_get(c, &k, &v, MDB_LAST)
+                  : mrc == 0          ? mdb_cursor_get(c, &k, &v, MDB_PREV)
+                                      : mrc;
+        }
+        if (mrc != 0) {
             break;
         }
-        if ((rc = fn(user, weft__be64_get(k.mv_data), hlc)) != 0) {
+        if (!opkey_ok(&k) || weft__be64_get(k.mv_data) != device) {
+            rc = weft__err(WEFT_ECORRUPT, "op log keys out of order");
             break;
         }
+        if ((rc = fn(user, device, weft__be64_get((const uint8_t *)k.mv_data + 8))) != 0) {
+            break;
+        }
+        mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT); /* the next device's first op */
     }
     mdb_cursor_close(c);
     if (rc == 0 && mrc != MDB_NOTFOUND) {
@@ -154,7 +180,7 @@ static int wstate_add(void *user, uint64_t device, uint64_t hlc)
 {
     weft_txn *t = user;
     int rc = vv_reserve(t);
-    if (rc == 0) { /* by_device is sorted by device: append */
+    if (rc == 0) { /* ops is sorted by device: append */
         t->vv[t->nvv].device = device;
         t->vv[t->nvv].hlc = hlc;
         t->nvv++;
@@ -567,13 +593,16 @@ static int apply_one(weft_txn *t, weft_id id, const uint8_t *payload, size_t len
         }
     }
 
-    /* 2. The log. */
+    /* 2. The log. An op we apply is beyond its device's run (invariant 1),
+     * so when no other device sorts after its device, it goes after every
+     * key: MDB_APPEND (no search, the page is left full). */
     t->wrote = true;
-    uint8_t idb[WEFT__ID_BYTES];
-    weft__id_put(idb, id);
-    MDB_val k = {WEFT__ID_BYTES, idb}, v = {len, (void *)payload};
-    rc = mdb_put(t->txn, s->dbi[WEFT__DB_OPS], &k, &v, MDB_APPEND);
-    if (rc == MDB_KEYEXIST) { /* not the greatest id after all: a plain put */
+    uint8_t kb[WEFT__OPKEY_BYTES];
+    weft__store_opkey_put(kb, id);
+    MDB_val k = {sizeof kb, kb}, v = {len, (void *)payload};
+    bool last = t->nvv == 0 || t->vv[t->nvv - 1].device <= id.device;
+    rc = last ? mdb_put(t->txn, s->dbi[WEFT__DB_OPS], &k, &v, MDB_APPEND) : MDB_KEYEXIST;
+    if (rc == MDB_KEYEXIST) { /* not after every key: a plain put */
         rc = mdb_put(t->txn, s->dbi[WEFT__DB_OPS], &k, &v, MDB_NOOVERWRITE);
         if (rc == MDB_KEYEXIST) {
             return weft__err(WEFT_ECORRUPT, "op %016llx.%016llx is already in the log",
@@ -582,14 +611,6 @@ static int apply_one(weft_txn *t, weft_id id, const uint8_t *payload, size_t len
     }
     if (rc != 0) {
         return weft__store_mdb_err(rc, "writing the op log");
-    }
-    MDB_val dk = {8, idb + 8}, dv = {8, idb};
-    rc = mdb_put(t->txn, s->dbi[WEFT__DB_BY_DEVICE], &dk, &dv, MDB_APPENDDUP);
-    if (rc == MDB_KEYEXIST) {
-        rc = mdb_put(t->txn, s->dbi[WEFT__DB_BY_DEVICE], &dk, &dv, MDB_NODUPDATA);
-    }
-    if (rc != 0) {
-        return weft__store_mdb_err(rc, "writing the device index");
     }
     WEFT__KILLPOINT(WEFT__KP_OP_LOGGED);
 
@@ -616,7 +637,7 @@ static int apply_one(weft_txn *t, weft_id id, const uint8_t *payload, size_t len
     }
     WEFT__KILLPOINT(WEFT__KP_OP_MATERIALISED);
 
-    /* 4. The vv cache (its truth, by_device, was written in step 2). */
+    /* 4. The vv cache (its truth, the op's key in ops, was written in step 2). */
     (void)local;
     uint64_t have = weft__store_vv_get(t, id.device);
     if (id.hlc > have) {
@@ -682,9 +703,9 @@ static int apply_batch(weft_txn *t, const weft_op *ops, size_t n, weft_apply_res
         }
         uint64_t have = weft__store_vv_get(t, id.device);
         if (id.hlc <= have) {
-            uint8_t idb[WEFT__ID_BYTES];
-            weft__id_put(idb, id);
-            MDB_val k = {WEFT__ID_BYTES, idb}, v;
+            uint8_t kb[WEFT__OPKEY_BYTES];
+            weft__store_opkey_put(kb, id);
+            MDB_val k = {sizeof kb, kb}, v;
             int rc = mdb_get(t->txn, s->dbi[WEFT__DB_OPS], &k, &v);
             if (rc == MDB_NOTFOUND) {
                 return weft__err(WEFT_ECORRUPT,
@@ -858,7 +879,7 @@ static int snapshot_add(void *user, uint64_t device, uint64_t hlc)
 }
 
 /* The version vector of @p t as (device, hlc) pairs: the write txn's cache,
- * or derived from by_device into t->scratch. */
+ * or derived from ops into t->scratch. */
 static int vv_snapshot(weft_txn *t, weft__vvent **out, size_t *n)
 {
     if (!t->rdonly) {
@@ -874,6 +895,21 @@ static int vv_snapshot(weft_txn *t, weft__vvent **out, size_t *n)
     *out = (weft__vvent *)(void *)t->scratch.ptr;
     *n = t->scratch.len / sizeof(weft__vvent);
     return 0;
+}
+
+/* Position cursor @p c on op (device, hlc) of `ops`: its payload in *v. */
+static int op_seek(weft_txn *t, MDB_cursor *c, uint64_t device, uint64_t hlc, MDB_val *v)
+{
+    uint8_t kb[WEFT__OPKEY_BYTES];
+    weft_id id = {hlc, device};
+    weft__store_opkey_put(kb, id);
+    MDB_val k = {sizeof kb, kb};
+    t->visited++;
+    int rc = mdb_cursor_get(c, &k, v, MDB_SET_KEY);
+    if (rc == MDB_NOTFOUND) {
+        return weft__err(WEFT_ECORRUPT, "op log changed while streaming");
+    }
+    return rc ? weft__store_mdb_err(rc, "streaming ops") : 0;
 }
 
 int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user)
@@ -895,36 +931,37 @@ int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user)
         return weft__err(WEFT_ENOMEM, "out of memory streaming ops");
     }
     MDB_cursor *c = NULL;
-    if ((rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_BY_DEVICE], &c)) != 0) {
+    if ((rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &c)) != 0) {
         weft__free(heap);
         return weft__store_mdb_err(rc, "streaming ops");
     }
     size_t nh = 0;
     long count = 0; /* streamed so far */
-    uint8_t kb[8], hb[8];
+    uint8_t kb[WEFT__OPKEY_BYTES];
     MDB_val k, v;
     for (size_t i = 0; i < nvv; i++) {
         uint64_t from = have ? weft_vv_get(have, vv[i].device) : 0;
         if (vv[i].hlc <= from) {
             continue;
         }
-        weft__be64_put(kb, vv[i].device);
-        weft__be64_put(hb, from + 1);
-        k.mv_size = 8, k.mv_data = kb;
-        v.mv_size = 8, v.mv_data = hb;
+        /* The device's first op above `from`, and the one before it. */
+        weft_id first = {from + 1, vv[i].device};
+        weft__store_opkey_put(kb, first);
+        k.mv_size = sizeof kb, k.mv_data = kb;
         t->visited++;
-        rc = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH_RANGE);
-        if (rc != 0 || v.mv_size != 8) {
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (rc != 0 || !opkey_ok(&k) || weft__be64_get(k.mv_data) != vv[i].device) {
             rc = rc == MDB_NOTFOUND || rc == 0
-                     ? weft__err(WEFT_ECORRUPT, "device %016llx is in the vv but not indexed",
+                     ? weft__err(WEFT_ECORRUPT, "device %016llx is in the vv but not in the log",
                                  (unsigned long long)vv[i].device)
                      : weft__store_mdb_err(rc, "streaming ops");
             goto out;
         }
-        pos p = {weft__be64_get(v.mv_data), vv[i].device, 0};
+        pos p = {weft__be64_get((const uint8_t *)k.mv_data + 8), vv[i].device, 0};
         t->visited++;
-        if (mdb_cursor_get(c, &k, &v, MDB_PREV_DUP) == 0) {
-            p.dprev = weft__be64_get(v.mv_data);
+        if (mdb_cursor_get(c, &k, &v, MDB_PREV) == 0 && opkey_ok(&k) &&
+            weft__be64_get(k.mv_data) == p.device) {
+            p.dprev = weft__be64_get((const uint8_t *)k.mv_data + 8);
         }
         heap[nh++] = p;
     }
@@ -935,41 +972,32 @@ int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user)
     rc = 0;
     while (nh > 0) {
         pos p = heap[0];
-        uint8_t idb[WEFT__ID_BYTES];
-        weft_id id = {p.hlc, p.device};
-        weft__id_put(idb, id);
-        MDB_val ok = {WEFT__ID_BYTES, idb}, ov;
-        t->visited++;
-        if ((rc = mdb_get(t->txn, t->s->dbi[WEFT__DB_OPS], &ok, &ov)) != 0) {
-            rc = rc == MDB_NOTFOUND ? weft__err(WEFT_ECORRUPT, "indexed op not in the log")
-                                    : weft__store_mdb_err(rc, "streaming ops");
+        /* The cursor stays on this device's run while its ops come in a row:
+         * only a switch of device costs a search. */
+        if (at_dev != p.device || at_hlc != p.hlc) {
+            rc = op_seek(t, c, p.device, p.hlc, &v);
+        } else {
+            rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+            rc = rc ? weft__store_mdb_err(rc, "streaming ops") : 0;
+        }
+        if (rc != 0) {
             goto out;
         }
-        weft_op op = {id, p.dprev, {ov.mv_data, ov.mv_size}};
+        weft_op op = {{p.hlc, p.device}, p.dprev, {v.mv_data, v.mv_size}};
         count++;
         if (cb(&op, user) != 0) {
             break;
         }
-        /* Advance this device's position. */
-        if (at_dev != p.device || at_hlc != p.hlc) {
-            weft__be64_put(kb, p.device);
-            weft__be64_put(hb, p.hlc);
-            k.mv_size = 8, k.mv_data = kb;
-            v.mv_size = 8, v.mv_data = hb;
-            t->visited++;
-            if ((rc = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH)) != 0) {
-                rc = weft__err(WEFT_ECORRUPT, "device index changed while streaming");
-                goto out;
-            }
-        }
+        /* Advance this device's position (the cursor is on its op): the next
+         * key, if still its run. */
         t->visited++;
-        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP);
-        if (rc == 0) {
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        if (rc == 0 && opkey_ok(&k) && weft__be64_get(k.mv_data) == p.device) {
             heap[0].dprev = p.hlc;
-            heap[0].hlc = weft__be64_get(v.mv_data);
+            heap[0].hlc = weft__be64_get((const uint8_t *)k.mv_data + 8);
             at_dev = p.device;
             at_hlc = heap[0].hlc;
-        } else if (rc == MDB_NOTFOUND) {
+        } else if (rc == 0 || rc == MDB_NOTFOUND) {
             heap[0] = heap[--nh];
             at_dev = 0;
         } else {

@@ -139,9 +139,9 @@ int weft__store_head_value(weft_txn *t, const weft__head *h, weft_bytes *out)
         *out = h->value;
         return 0;
     }
-    uint8_t idb[WEFT__ID_BYTES];
-    weft__id_put(idb, h->id);
-    MDB_val k = {WEFT__ID_BYTES, idb}, v;
+    uint8_t kb[WEFT__OPKEY_BYTES];
+    weft__store_opkey_put(kb, h->id);
+    MDB_val k = {sizeof kb, kb}, v;
     int rc = mdb_get(t->txn, t->s->dbi[WEFT__DB_OPS], &k, &v);
     if (rc != 0) {
         return rc == MDB_NOTFOUND ? weft__err(WEFT_ECORRUPT, "register head not in the op log")

@@ -51,7 +51,7 @@
 
 /* clang-format off */
 static const char *const db_names[WEFT__DB_COUNT] = {
-    "ops", "by_device", "fields", "counters", "entities", "conflicts", "meta", "peers",
+    "ops", "fields", "counters", "entities", "conflicts", "meta", "peers",
 };
 /* clang-format on */
 
@@ -325,11 +325,6 @@ static int meta_create(weft_store *s, MDB_txn *txn)
     return 0;
 }
 
-static unsigned db_flags(int db)
-{
-    return db == WEFT__DB_BY_DEVICE ? MDB_DUPSORT | MDB_DUPFIXED : 0;
-}
-
 /* Does the environment hold our meta database yet? (Read-only probe, so that
  * opening an existing store with WEFT_OPEN_CREATE never waits for a writer.) */
 static int probe_fresh(weft_store *s, bool *fresh)
@@ -398,7 +393,7 @@ static int setup(weft_store *s, bool create, bool excl)
         if (i == WEFT__DB_META) {
             continue;
         }
-        rc = mdb_dbi_open(txn, db_names[i], db_flags(i) | (fresh ? MDB_CREATE : 0), &s->dbi[i]);
+        rc = mdb_dbi_open(txn, db_names[i], fresh ? MDB_CREATE : 0, &s->dbi[i]);
         if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
             rc = weft__err(WEFT_ECORRUPT, "%s: not a weft store (database \"%s\" %s)", s->dir,
                            db_names[i], rc == MDB_NOTFOUND ? "missing" : "invalid");
@@ -629,20 +624,25 @@ int weft_store_secret_key(const weft_store *s, uint8_t out[WEFT_KEY_BYTES])
     return 0;
 }
 
-/* This device's newest op in @p txn (0 if none): its last by_device dup. */
+/* This device's newest op in @p txn (0 if none): the last key of its run in
+ * ops, just before the first key of (device + 1, 0). */
 static uint64_t own_last_hlc(const weft_store *s, MDB_txn *txn)
 {
     MDB_cursor *c;
-    uint8_t kb[8];
-    weft__be64_put(kb, s->device);
-    MDB_val k = {8, kb}, v;
+    uint8_t kb[WEFT__OPKEY_BYTES];
+    weft_id next = {0, s->device + 1};
+    weft__store_opkey_put(kb, next);
+    MDB_val k = {sizeof kb, kb}, v;
     uint64_t hlc = 0;
-    if (mdb_cursor_open(txn, s->dbi[WEFT__DB_BY_DEVICE], &c) != 0) {
+    if (mdb_cursor_open(txn, s->dbi[WEFT__DB_OPS], &c) != 0) {
         return 0;
     }
-    if (mdb_cursor_get(c, &k, &v, MDB_SET) == 0 && mdb_cursor_get(c, &k, &v, MDB_LAST_DUP) == 0 &&
-        v.mv_size == 8) {
-        hlc = weft__be64_get(v.mv_data);
+    int rc = s->device == UINT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    rc = rc == MDB_NOTFOUND ? mdb_cursor_get(c, &k, &v, MDB_LAST)
+         : rc == 0          ? mdb_cursor_get(c, &k, &v, MDB_PREV)
+                            : rc;
+    if (rc == 0 && k.mv_size == WEFT__OPKEY_BYTES && weft__be64_get(k.mv_data) == s->device) {
+        hlc = weft__be64_get((const uint8_t *)k.mv_data + 8);
     }
     mdb_cursor_close(c);
     return hlc;

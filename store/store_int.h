@@ -5,10 +5,19 @@
  *
  * On-disk layout (one LMDB environment per store directory; every integer
  * big-endian so that byte order is numeric order):
- *   ops        id (hlc 8 | device 8)          -> canonical op payload
- *   by_device  device 8 (DUPSORT|DUPFIXED)    -> hlc 8, one dup per op; its
- *                                                last dup per device is the
- *                                                version vector (no vv db)
+ *   ops        device 8 | hlc 8               -> canonical op payload. Keyed
+ *                                                device first, so each
+ *                                                device's chain is one run
+ *                                                of keys, ascending by hlc:
+ *                                                its last key is the
+ *                                                device's version vector
+ *                                                entry, and an op's dprev
+ *                                                (protocol.md) is the key
+ *                                                before it in its run (not
+ *                                                stored). Ids elsewhere (op
+ *                                                payloads, `counters`,
+ *                                                `entities`, the journal,
+ *                                                the API) stay hlc | device.
  *   fields     "coll\0entity\0field\0"        -> field state record (crdt); a
  *                                                register value over
  *                                                WEFT__INLINE_MAX bytes is a
@@ -24,14 +33,17 @@
  *   entities   "coll\0entity\0"               -> tombstone id 16 (deleted only)
  *   conflicts  "coll\0entity\0field\0"        -> empty; exactly the fields
  *                                                whose register has >1 head
- *   meta       "schema" u32 (= 1), "device" u64, "store_id" 16 bytes,
+ *   meta       "schema" u32 (= 2), "device" u64, "store_id" 16 bytes,
  *              "public_key" 32 bytes; written once, at creation
  *   peers      reserved for the sync engine (raw puts via weft__txn_put)
- * Derived, never stored: the version vector (by_device's last dups), the op
- * count (entries of ops), the conflict count (entries of conflicts) and
- * last_hlc (this device's vv entry). A local write so dirties at most ops,
- * by_device and fields (plus conflicts/counters/entities when it touches
- * them); weft__store_dump(t, "vv") synthesises the old vv db's bytes.
+ * Derived, never stored: the version vector (the last key of each device's
+ * run in ops), each op's dprev (the key before it in its run), the op count
+ * (entries of ops), the conflict count (entries of conflicts) and last_hlc
+ * (this device's vv entry). A local write so dirties at most ops and fields
+ * (plus conflicts/counters/entities when it touches them);
+ * weft__store_dump(t, "vv") synthesises the old vv db's bytes. Schema 1
+ * (ops keyed hlc | device plus a by_device index) is refused with
+ * WEFT_EVERSION.
  * Beside data.mdb and lock.mdb the directory holds `key` (mode 0600:
  * "WEFTKEY1" | public 32 | secret 32) and `writer.lock` (an flock(2) taken by
  * every weft write transaction, see txn.c).
@@ -39,7 +51,7 @@
  * Invariants:
  *   1. In a write transaction the cached version vector (weft_txn.vv) and
  *      conflict count (weft_txn.conflicts) are the truth; both are derived
- *      state, loaded from by_device and conflicts at begin (and after a map
+ *      state, loaded from ops and conflicts at begin (and after a map
  *      growth) and kept in step by apply.c, never written anywhere: the
  *      databases they are derived from are written in the same MDB txn.
  *   2. The journal of a write transaction lists, in order, every op applied
@@ -75,7 +87,7 @@
 #include "../common/weft_int.h"
 #include "../crdt/crdt_int.h"
 
-#define WEFT__SCHEMA          1u
+#define WEFT__SCHEMA          2u
 /* LMDB's map is address space, not disk: the file grows only with the pages
  * used. A large default makes growth (which must wait for every txn of the
  * process to end) rare; it still works from any size (tests start at 64 KiB). */
@@ -93,7 +105,6 @@
 
 enum weft__db {
     WEFT__DB_OPS = 0,
-    WEFT__DB_BY_DEVICE,
     WEFT__DB_FIELDS,
     WEFT__DB_COUNTERS,
     WEFT__DB_ENTITIES,
@@ -102,6 +113,20 @@ enum weft__db {
     WEFT__DB_PEERS,
     WEFT__DB_COUNT
 };
+
+/* The key of op (hlc, device) in `ops`: device then hlc, big-endian. */
+#define WEFT__OPKEY_BYTES 16u
+static inline void weft__store_opkey_put(uint8_t *k, weft_id id)
+{
+    weft__be64_put(k, id.device);
+    weft__be64_put(k + 8, id.hlc);
+}
+/** The op id of an `ops` key (exactly WEFT__OPKEY_BYTES). */
+static inline weft_id weft__store_opkey_get(const uint8_t *k)
+{
+    weft_id id = {weft__be64_get(k + 8), weft__be64_get(k)};
+    return id;
+}
 
 /** Name of a named database ("ops", ...). */
 const char *weft__store_db_name(int db);
@@ -241,30 +266,32 @@ int weft__store_journal_op(weft_txn *t, weft_id id, const uint8_t *payload, size
 /** Raw put into a named db ("peers", "meta", ...), journaled so it survives a
  * map growth. For the sync engine's per-peer cursors. val NULL = delete. */
 int weft__txn_put(weft_txn *t, const char *db, weft_bytes key, const weft_bytes *val);
-/** Raw get from a named db; the view is valid until the next write. */
+/** Raw get from a named db; the view is valid until the next write. For
+ * "ops" the key is an op id as everywhere else (16 bytes, hlc | device),
+ * translated to the stored key order. */
 int weft__txn_get(weft_txn *t, const char *db, weft_bytes key, weft_bytes *val);
 /** Records visited by weft_ops_since in this txn so far. */
 uint64_t weft__store_visited(const weft_txn *t);
 /** Test helper: append every record of db @p name as (u32 klen, key, u32
  * vlen, val) to @p out. "vv" is not a database any more: its records
- * (device 8 -> hlc 8, ascending) are synthesised from by_device. */
+ * (device 8 -> hlc 8, ascending) are synthesised from ops. */
 int weft__store_dump(weft_txn *t, const char *db, weft__buf *out);
 
 /* ---- vv cache (apply.c) ---- */
 uint64_t weft__store_vv_get(const weft_txn *t, uint64_t device);
 int weft__store_vv_set(weft_txn *t, uint64_t device, uint64_t hlc);
 /** Call @p fn for each (device, hlc) of the version vector held in the MDB
- * txn, ascending by device: each device's last by_device dup. A non-zero
- * return of @p fn stops the walk and is returned. WEFT_ECORRUPT for a
- * malformed by_device record. */
+ * txn, ascending by device: the last key of each device's run in ops. A
+ * non-zero return of @p fn stops the walk and is returned. WEFT_ECORRUPT for
+ * a malformed ops key. */
 int weft__store_vv_each(weft_txn *t, int (*fn)(void *user, uint64_t device, uint64_t hlc),
                         void *user);
 /** Load the cached vv and conflict count of a fresh write txn (from
- * by_device and conflicts) and floor the clock with the vv's greatest hlc. */
+ * ops and conflicts) and floor the clock with the vv's greatest hlc. */
 int weft__store_wstate_load(weft_txn *t);
 
 /* ---- applying ops (apply.c) ---- */
-/** Put one op in the log (ops, by_device, vv cache, counters) and
+/** Put one op in the log (ops, vv cache, counters) and
  * materialise it (fields, entities, conflicts). Does not journal.
  * @p op is the decoded payload. Returns 0, WEFT__EMAPFULL, WEFT_ENOMEM,
  * WEFT_ECORRUPT, WEFT_EIO... */

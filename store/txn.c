@@ -846,6 +846,11 @@ int weft__txn_get(weft_txn *t, const char *db, weft_bytes key, weft_bytes *val)
         return weft__err(WEFT_EINVAL, "weft__txn_get: bad database \"%s\"", db ? db : "(null)");
     }
     MDB_val k = {key.len, (void *)key.ptr}, v;
+    uint8_t kb[WEFT__OPKEY_BYTES];
+    if (d == WEFT__DB_OPS && key.len == WEFT__ID_BYTES) { /* an op id: the stored order */
+        weft__store_opkey_put(kb, weft__id_get(key.ptr));
+        k.mv_data = kb;
+    }
     rc = mdb_get(t->txn, t->s->dbi[d], &k, &v);
     if (rc != 0) {
         return weft__store_mdb_err(rc, "raw get");

@@ -112,8 +112,8 @@ typedef struct log_ctx {
     ck_ids *ids;
     weft_vv *last; /* per device: the hlc of its last op seen */
     uint64_t max, n;
-    bool chain_ok;
-    weft_id bad;
+    bool chain_ok, order_ok;
+    weft_id bad, prev, unordered;
 } log_ctx;
 
 static int log_cb(const weft_op *op, void *user)
@@ -126,6 +126,11 @@ static int log_cb(const weft_op *op, void *user)
         c->chain_ok = false;
         c->bad = op->id;
     }
+    if (c->n > 0 && weft_id_cmp(c->prev, op->id) >= 0 && c->order_ok) {
+        c->order_ok = false;
+        c->unordered = op->id;
+    }
+    c->prev = op->id;
     if (weft_vv_set(c->last, op->id.device, op->id.hlc) != 0) {
         abort();
     }
@@ -136,7 +141,7 @@ static int log_cb(const weft_op *op, void *user)
 
 bool ck_log(weft_store *s, ck_ids *ids, uint64_t *max_hlc)
 {
-    log_ctx c = {ids, NULL, 0, 0, true, {0, 0}};
+    log_ctx c = {ids, NULL, 0, 0, true, true, {0, 0}, {0, 0}, {0, 0}};
     weft_txn *t = NULL;
     weft_info info;
     bool ok = ck(weft_vv_new(&c.last) == 0 && weft_txn_begin(s, WEFT_TXN_RDONLY, &t) == 0,
@@ -145,8 +150,10 @@ bool ck_log(weft_store *s, ck_ids *ids, uint64_t *max_hlc)
         int n = weft_ops_since(t, NULL, log_cb, &c);
         ok = ck(n >= 0, "streaming the log: %s (%s)", weft_err_name(n), weft_last_error()) &&
              ck(weft_store_info(s, &info) == 0, "store info: %s", weft_last_error()) &&
-             ck(info.ops == c.n, "ops holds %llu ops, the device index streams %llu",
+             ck(info.ops == c.n, "ops holds %llu ops, weft_ops_since streams %llu",
                 (unsigned long long)info.ops, (unsigned long long)c.n) &&
+             ck(c.order_ok, "op %llx.%llx streamed out of (hlc, device) order",
+                (unsigned long long)c.unordered.hlc, (unsigned long long)c.unordered.device) &&
              ck(c.chain_ok, "op %llx.%llx: device chain broken (dprev)",
                 (unsigned long long)c.bad.hlc, (unsigned long long)c.bad.device);
     }
@@ -205,8 +212,7 @@ static int copy_cb(const weft_op *op, void *user)
 
 static void dump_state(weft_store *s, weft__buf *out)
 {
-    static const char *const dbs[] = {"ops",      "by_device", "fields", "counters",
-                                      "entities", "conflicts", "vv"};
+    static const char *const dbs[] = {"ops", "fields", "counters", "entities", "conflicts", "vv"};
     weft_txn *t = NULL;
     if (weft_txn_begin(s, WEFT_TXN_RDONLY, &t) != 0) {
         weft__buf_put(out, "(no txn)", 8);
@@ -214,7 +220,8 @@ static void dump_state(weft_store *s, weft__buf *out)
     }
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         weft__buf_put(out, dbs[i], strlen(dbs[i]) + 1);
-        if (weft__store_dump(t, dbs[i], out) != 0) {
+        if (!ck(weft__store_dump(t, dbs[i], out) == 0, "dump of %s: %s", dbs[i],
+                weft_last_error())) {
             weft__buf_put(out, "(dump failed)", 13);
         }
     }

@@ -46,13 +46,14 @@ uint64_t ck_clock(void *user);
  * the real one). A failure to open is a failed check: NULL. */
 weft_store *ck_open(const char *dir, bool create, uint64_t *now_ms);
 /** Every op id of the log (ascending), read through weft_ops_since, which
- * walks by_device and reads each op from `ops`; checks that it streams as
- * many ops as `ops` holds and that each device's dprev chain is unbroken.
+ * merges the devices' runs of `ops`; checks that it streams as many ops as
+ * `ops` holds, in ascending (hlc, device) order, and that each device's
+ * dprev chain is unbroken.
  * *max_hlc (optional): the greatest hlc held. false on a failed check. */
 bool ck_log(weft_store *s, ck_ids *ids, uint64_t *max_hlc);
 /** Rebuild: apply every op of @p s, in log order, into a fresh store in
  * @p scratch (created and removed here) and compare the two byte for byte:
- * ops, by_device, fields, counters, entities, conflicts and the vv. */
+ * ops, fields, counters, entities, conflicts and the vv. */
 bool ck_rebuild(weft_store *s, const char *scratch);
 /** The acknowledged vector @p x keeps for @p y is <= y's version vector:
  * x never believes y holds an op y does not hold. A missing peer record
@@ -64,8 +65,8 @@ bool ck_acked_eq(weft_store *x, weft_store *y);
  * every stamp in it), write one op and check its hlc is above every hlc of
  * the log, then close. */
 bool ck_hlc(const char *dir, uint64_t behind_ms);
-/** Byte-compare the replicated state (ops, by_device, fields, counters,
- * entities, conflicts, vv) of two stores. */
+/** Byte-compare the replicated state (ops, fields, counters, entities,
+ * conflicts, vv) of two stores. */
 bool ck_same(weft_store *a, weft_store *b);
 /** rm -r. */
 void ck_rm_rf(const char *path);

@@ -59,7 +59,7 @@ weft_store *store_open(const char *dir, size_t map_size, uint64_t *fake_now)
 
 void dump(weft_store *s, const char *dbs, weft__buf *out)
 {
-    static const char *all = "ops,by_device,fields,counters,entities,conflicts,vv,meta,peers";
+    static const char *all = "ops,fields,counters,entities,conflicts,vv,meta,peers";
     char list[128];
     snprintf(list, sizeof list, "%s", dbs ? dbs : all);
     weft_txn *t;

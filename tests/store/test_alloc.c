@@ -114,7 +114,7 @@ Test(store, alloc_fail_writes, .init = setup, .fini = teardown)
     opvec o = {0};
     ops_missing(s, b, &o);
     sweep_write(b, 2, &o);
-    cr_assert(dump_eq(s, b, "ops,by_device,fields,counters,entities,conflicts,vv"));
+    cr_assert(dump_eq(s, b, "ops,fields,counters,entities,conflicts,vv"));
     opvec_free(&o);
     weft_store_close(&s);
     weft_store_close(&b);

@@ -110,14 +110,14 @@ Test(store, atomic_batch_apply, .init = setup, .fini = teardown)
             code = WEFT_ECONFLICT;
         }
         weft__buf before = {0}, after = {0};
-        dump(b, "ops,by_device,fields,counters,entities,conflicts,vv,peers", &before);
+        dump(b, "ops,fields,counters,entities,conflicts,vv,peers", &before);
         weft_txn *t;
         weft_apply_result r = {99, 99, 99, 99, 99};
         OK(weft_txn_begin(b, 0, &t));
         ERR(code, weft_apply(t, batch, 20, &r));
         cr_assert_eq(r.applied, 99, "result written on failure");
         OK(weft_txn_commit(&t)); /* still usable */
-        dump(b, "ops,by_device,fields,counters,entities,conflicts,vv,peers", &after);
+        dump(b, "ops,fields,counters,entities,conflicts,vv,peers", &after);
         cr_assert_eq(before.len, after.len, "mode %d", mode);
         cr_assert_eq(memcmp(before.ptr, after.ptr, before.len), 0, "mode %d", mode);
         weft__buf_free(&before);
@@ -131,7 +131,7 @@ Test(store, atomic_batch_apply, .init = setup, .fini = teardown)
     opvec rest = {o.v + 10, 30, 0};
     apply_batches(b, &rest, 7, &rng);
     sync_one(b, a, 5, &rng); /* b also holds its own writes from above */
-    cr_assert(dump_eq(a, b, "ops,by_device,fields,counters,entities,conflicts,vv"));
+    cr_assert(dump_eq(a, b, "ops,fields,counters,entities,conflicts,vv"));
     opvec_free(&o);
     weft_store_close(&a);
     weft_store_close(&b);
@@ -190,7 +190,7 @@ Test(store, gap_refusal_and_idempotence, .init = setup, .fini = teardown)
     OK(weft_txn_begin(b, 0, &t));
     OK(weft_apply(t, overl.v, overl.n, &r));
     OK(weft_txn_commit(&t));
-    cr_assert(dump_eq(b, c, "ops,by_device,fields,counters,entities,conflicts,vv"));
+    cr_assert(dump_eq(b, c, "ops,fields,counters,entities,conflicts,vv"));
     opvec_free(&o);
     opvec_free(&fromc);
     opvec_free(&overl);
@@ -302,7 +302,7 @@ Test(store, convergence_random, .init = setup, .fini = teardown)
                 }
             }
         }
-        const char *dbs = "ops,by_device,fields,counters,entities,conflicts,vv";
+        const char *dbs = "ops,fields,counters,entities,conflicts,vv";
         for (int i = 1; i < NSTORES; i++) {
             cr_assert(dump_eq(s[0], s[i], dbs), "seed %llu: store %d differs",
                       (unsigned long long)seed, i);
@@ -565,7 +565,7 @@ Test(store, restore_own_ops, .init = setup, .fini = teardown)
     cr_assert_gt(id.hlc, o.v[o.n - 1].id.hlc);
     OK(weft_txn_commit(&t));
     sync_one(c, b, 3, &rng);
-    cr_assert(dump_eq(b, c, "ops,by_device,fields,counters,entities,conflicts,vv"));
+    cr_assert(dump_eq(b, c, "ops,fields,counters,entities,conflicts,vv"));
     opvec_free(&o);
     weft_store_close(&b);
     weft_store_close(&c);

@@ -39,7 +39,7 @@ static void teardown(void)
 }
 
 /* Every db but meta and peers (device, keys and local clock differ). */
-static const char *const REPLICA_DBS = "ops,by_device,fields,counters,entities,conflicts,vv";
+static const char *const REPLICA_DBS = "ops,fields,counters,entities,conflicts,vv";
 
 static double now_s(void)
 {

@@ -1,5 +1,7 @@
-/* test_layout.c - the store's on-disk layout: the version vector and counts
- * derived from by_device / conflicts / ops (no vv db, no per-commit meta),
+/* test_layout.c - the store's on-disk layout: ops keyed device | hlc (each
+ * device's chain one run of keys), the version vector, dprev and counts
+ * derived from ops / conflicts (no vv db, no device index, no per-commit
+ * meta), the schema version,
  * the one-search field write path with its last-key cache, large register
  * values kept only in the op log (ref records), and the lazy check of the
  * key file's secret half.
@@ -60,7 +62,7 @@ static int vv_eq(const weft_vv *a, const weft_vv *b)
     return 1;
 }
 
-/* The vv as a read txn sees it (derived from by_device). */
+/* The vv as a read txn sees it (derived from ops). */
 static weft_vv *vv_read(weft_store *s)
 {
     weft_txn *t;
@@ -99,11 +101,11 @@ static int has_db(const char *dir, const char *name)
     return rc == 0;
 }
 
-/* The version vector is by_device's last dups: after a reopen, a read txn,
- * a write txn's cache and weft_store_info agree with what was written, the
- * "vv" dump keeps its old bytes, and there is neither a vv database nor
- * per-commit counters in meta. */
-Test(store, vv_derived_from_by_device, .init = setup, .fini = teardown)
+/* The version vector is the last key of each device's run in ops: after a
+ * reopen, a read txn, a write txn's cache and weft_store_info agree with what
+ * was written, the "vv" dump keeps its old bytes, and there is neither a vv
+ * database, nor a device index, nor per-commit counters in meta. */
+Test(store, vv_derived_from_ops, .init = setup, .fini = teardown)
 {
     weft_store *a = store_open(dirs[0], 0, NULL), *b = store_open(dirs[1], 0, NULL);
     weft_txn *t;
@@ -189,13 +191,14 @@ Test(store, vv_derived_from_by_device, .init = setup, .fini = teardown)
     weft_store_close(&a);
     weft_store_close(&b);
     cr_assert_not(has_db(dirs[1], "vv"));
-    cr_assert(has_db(dirs[1], "by_device"));
+    cr_assert_not(has_db(dirs[1], "by_device"));
+    cr_assert(has_db(dirs[1], "ops"));
 }
 
-/* Invariant 7 (clock) now rests on by_device: after a restart with the wall
+/* Invariant 7 (clock) now rests on the keys of ops: after a restart with the wall
  * clock set back, a local op is above every hlc held, our own and those
  * received from a peer whose clock ran ahead. */
-Test(store, hlc_floor_from_by_device, .init = setup, .fini = teardown)
+Test(store, hlc_floor_from_ops, .init = setup, .fini = teardown)
 {
     uint64_t now_a = 1700000000000ull, now_b = now_a + 60000; /* b is a minute ahead */
     weft_store *a = store_open(dirs[0], 0, &now_a), *b = store_open(dirs[1], 0, &now_b);
@@ -223,6 +226,200 @@ Test(store, hlc_floor_from_by_device, .init = setup, .fini = teardown)
     cr_assert_eq(info.last_hlc, id.hlc);
     weft_store_close(&a);
     weft_store_close(&b);
+}
+
+typedef struct order_check {
+    weft_id last;
+    int n;
+    weft_vv *chain; /* device -> last hlc seen */
+    const weft_vv *have;
+} order_check;
+
+/* weft_ops_since's promises: ascending (hlc, device), each op's dprev the
+ * previous op of its device, nothing the other side has. */
+static int order_cb(const weft_op *op, void *user)
+{
+    order_check *o = user;
+    if (o->n > 0) {
+        cr_assert_gt(weft_id_cmp(op->id, o->last), 0, "op %d not in (hlc, device) order", o->n);
+    }
+    cr_assert_eq(op->dprev, weft_vv_get(o->chain, op->id.device), "dprev of op %d", o->n);
+    if (o->have != NULL) {
+        cr_assert_gt(op->id.hlc, weft_vv_get(o->have, op->id.device), "op %d already held", o->n);
+    }
+    OK(weft_vv_set(o->chain, op->id.device, op->id.hlc));
+    o->last = op->id;
+    o->n++;
+    return 0;
+}
+
+/* Stream from @p t what @p have lacks (NULL: everything), checking order and
+ * dprev; *out (optional) receives the ops; returns how many. */
+static int stream_checked(weft_txn *t, const weft_vv *have, opvec *out)
+{
+    order_check oc = {{0, 0}, 0, NULL, have};
+    OK(weft_vv_new(&oc.chain));
+    for (size_t i = 0; have != NULL && i < weft_vv_count(have); i++) {
+        uint64_t d, h;
+        OK(weft_vv_entry(have, i, &d, &h));
+        OK(weft_vv_set(oc.chain, d, h));
+    }
+    int n = weft_ops_since(t, have, order_cb, &oc);
+    cr_assert_eq(n, oc.n);
+    if (out != NULL) {
+        cr_assert_eq(weft_ops_since(t, have, opvec_collect, out), n);
+    }
+    weft_vv_destroy(&oc.chain);
+    return n;
+}
+
+/* Check the raw `ops` of @p s: 16-byte keys device | hlc, ascending, so each
+ * device's ops are one run; every key's op is found by its id through
+ * weft__txn_get. Returns the number of ops; the first and last keys' devices go
+ * to first_dev and last_dev. */
+static size_t check_ops_keys(weft_store *s, uint64_t *first_dev, uint64_t *last_dev)
+{
+    weft__buf d = {0};
+    dump(s, "ops", &d);
+    weft_txn *t;
+    OK(weft_txn_begin(s, WEFT_TXN_RDONLY, &t));
+    size_t n = 0;
+    uint64_t pd = 0, ph = 0;
+    for (size_t o = 4; o < d.len; n++) { /* dump() prefixes "ops\0" */
+        uint32_t kl = weft__be32_get(d.ptr + o);
+        cr_assert_eq(kl, 16);
+        uint64_t dev = weft__be64_get(d.ptr + o + 4), hlc = weft__be64_get(d.ptr + o + 12);
+        uint32_t vl = weft__be32_get(d.ptr + o + 4 + kl);
+        cr_assert(n == 0 || dev > pd || (dev == pd && hlc > ph), "ops key %zu out of order", n);
+        if (n == 0) {
+            *first_dev = dev;
+        }
+        *last_dev = dev;
+        uint8_t idb[WEFT__ID_BYTES];
+        weft__id_put(idb, (weft_id){hlc, dev});
+        weft_bytes pl;
+        OK(weft__txn_get(t, "ops", (weft_bytes){idb, sizeof idb}, &pl));
+        cr_assert(pl.len == vl && memcmp(pl.ptr, d.ptr + o + 8 + kl, vl) == 0);
+        pd = dev, ph = hlc;
+        o += 8 + kl + vl;
+    }
+    weft_txn_abort(&t);
+    weft__buf_free(&d);
+    return n;
+}
+
+/* ops is keyed device | hlc: a store holding ops of the smallest and the
+ * greatest possible device ids (1 and 2^64-1, so remote ops land before,
+ * between and after the local device's run, and vv_each's last step is the
+ * log's last key) interleaved with local writes keeps its version vector,
+ * its op count and last_hlc right; weft_ops_since still streams in (hlc,
+ * device) order with each device's dprev chain and only what the other side
+ * lacks; re-applied ops are duplicates (found by id); a gap is refused; all
+ * of it again after a reopen; and a replica synced from it converges. */
+Test(store, ops_keyed_by_device, .init = setup, .fini = teardown)
+{
+    weft_store *a = store_open(dirs[0], 0, NULL), *c = store_open(dirs[2], 0, NULL);
+    weft_txn *t;
+    enum { NA = 6 };
+    OK(weft_txn_begin(a, 0, &t));
+    for (int i = 0; i < NA; i++) { /* first writes: no prev */
+        char e[8];
+        snprintf(e, sizeof e, "x%d", i);
+        OK(weft_set_int(t, "c", e, "f", i));
+    }
+    OK(weft_txn_commit(&t));
+    opvec src = {0};
+    OK(weft_txn_begin(a, WEFT_TXN_RDONLY, &t));
+    cr_assert_eq(stream_checked(t, NULL, &src), NA);
+    weft_txn_abort(&t);
+    const uint64_t lo = 1, hi = UINT64_MAX, dev_a = weft_store_device(a);
+    const uint64_t dev_c = weft_store_device(c);
+    uint64_t last_local = 0;
+    weft_vv *mid = NULL;
+    for (int round = 0; round < 2; round++) {
+        /* three local writes, then a batch of 3 ops from each of lo, a, hi */
+        OK(weft_txn_begin(c, 0, &t));
+        for (int i = 0; i < 3; i++) {
+            weft_id id;
+            OK(weft_set(t, "c", "local", "n", "\x01", 1, &id));
+            last_local = id.hlc;
+        }
+        OK(weft_txn_commit(&t));
+        weft_op b[9];
+        size_t nb = 0;
+        for (int i = 3 * round; i < 3 * round + 3; i++) {
+            uint64_t dprev = i > 0 ? src.v[i - 1].id.hlc : 0;
+            b[nb++] = (weft_op){{src.v[i].id.hlc, lo}, dprev, src.v[i].payload};
+            b[nb++] = (weft_op){{src.v[i].id.hlc, dev_a}, dprev, src.v[i].payload};
+            b[nb++] = (weft_op){{src.v[i].id.hlc, hi}, dprev, src.v[i].payload};
+        }
+        if (dev_a < lo || dev_a > hi) {
+            cr_assert_fail("device ids are within [1, 2^64-1]");
+        }
+        weft_apply_result r;
+        OK(weft_txn_begin(c, 0, &t));
+        OK(weft_apply(t, b, nb, &r));
+        cr_assert_eq(r.applied, 9);
+        OK(weft_apply(t, b, nb, &r)); /* again: duplicates, found by id */
+        cr_assert_eq(r.applied, 0);
+        cr_assert_eq(r.duplicates, 9);
+        OK(weft_txn_commit(&t));
+        if (round == 0) {
+            OK(weft_txn_begin(c, WEFT_TXN_RDONLY, &t));
+            OK(weft_store_vv(t, &mid));
+            weft_txn_abort(&t);
+        }
+    }
+    OK(weft_txn_begin(c, 0, &t)); /* local writes after the greatest device's run */
+    for (int i = 0; i < 3; i++) {
+        weft_id id;
+        OK(weft_set(t, "c", "local", "n", "\x02", 1, &id));
+        last_local = id.hlc;
+    }
+    /* a gap in lo's chain is refused, and leaves nothing behind */
+    weft_op gap = {{src.v[NA - 1].id.hlc + 100, lo}, src.v[NA - 1].id.hlc + 50, src.v[0].payload};
+    ERR(WEFT_EGAP, weft_apply(t, &gap, 1, NULL));
+    OK(weft_txn_commit(&t));
+
+    for (int pass = 0; pass < 2; pass++) { /* before and after a reopen */
+        weft_vv *r = vv_read(c), *w = vv_write(c);
+        cr_assert(vv_eq(r, w), "write txn's vv differs from the read txn's");
+        cr_assert_eq(weft_vv_count(r), 4);
+        cr_assert_eq(weft_vv_get(r, lo), src.v[NA - 1].id.hlc);
+        cr_assert_eq(weft_vv_get(r, hi), src.v[NA - 1].id.hlc);
+        cr_assert_eq(weft_vv_get(r, dev_a), src.v[NA - 1].id.hlc);
+        cr_assert_eq(weft_vv_get(r, dev_c), last_local);
+        weft_info info;
+        OK(weft_store_info(c, &info));
+        cr_assert_eq(info.ops, 3 * NA + 9);
+        cr_assert_eq(info.last_hlc, last_local);
+        uint64_t first_dev = 0, last_dev = 0;
+        cr_assert_eq(check_ops_keys(c, &first_dev, &last_dev), 3 * NA + 9);
+        cr_assert_eq(first_dev, lo);
+        cr_assert_eq(last_dev, hi);
+        OK(weft_txn_begin(c, WEFT_TXN_RDONLY, &t));
+        cr_assert_eq(stream_checked(t, NULL, NULL), 3 * NA + 9);
+        cr_assert_eq(stream_checked(t, mid, NULL), 3 * 3 + 3 + 3, "what a round-0 replica lacks");
+        cr_assert_eq(stream_checked(t, r, NULL), 0);
+        weft_txn_abort(&t);
+        OK(weft_txn_begin(c, 0, &t)); /* a write txn streams from its cache */
+        cr_assert_eq(stream_checked(t, mid, NULL), 15);
+        weft_txn_abort(&t);
+        weft_vv_destroy(&r);
+        weft_vv_destroy(&w);
+        weft_store_close(&c);
+        c = store_open(dirs[2], 0, NULL);
+    }
+    /* a replica synced from c in small batches converges byte for byte */
+    weft_store *b = store_open(dirs[1], 0, NULL);
+    uint64_t rng = 99;
+    sync_one(c, b, 5, &rng);
+    cr_assert(dump_eq(c, b, "ops,fields,counters,entities,conflicts,vv"));
+    weft_vv_destroy(&mid);
+    opvec_free(&src);
+    weft_store_close(&a);
+    weft_store_close(&b);
+    weft_store_close(&c);
 }
 
 /* Fields written in ascending, descending and random key order, across

@@ -345,7 +345,7 @@ Test(store, map_growth_apply, .init = setup, .fini = teardown)
     cr_assert_eq(weft_scan(t, "local", NULL, 0, NULL, NULL), 1);
     weft_txn_abort(&t);
     sync_one(b, a, 100, &(uint64_t){9});
-    cr_assert(dump_eq(a, b, "ops,by_device,fields,counters,entities,conflicts,vv"));
+    cr_assert(dump_eq(a, b, "ops,fields,counters,entities,conflicts,vv"));
     opvec_free(&o);
     weft_store_close(&a);
     weft_store_close(&b);
