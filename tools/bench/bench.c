@@ -29,7 +29,9 @@
  *           Every child is run with the page cache warm and again after the
  *           store's files were dropped from it (POSIX_FADV_DONTNEED). Also the
  *           store's size on disk (file sizes and allocated blocks) and, read
- *           with raw LMDB, how its pages divide among the named databases.
+ *           with raw LMDB, how its pages divide among the named databases;
+ *           and the size of the same notes built in app-sized transactions
+ *           (25 notes, then 100 edits, per commit: "app_sized").
  *
  * The sync workloads (sync_initial, sync_incremental, sync_live, reconnect)
  * live in bench_sync.c, which describes them; they run a second process and
@@ -740,9 +742,14 @@ static void wl_batch(const weft_bench_cfg *c)
 
 void weft__bench_notes_build(const char *dir, size_t n, struct pools *p, struct build_stats *bs)
 {
+    weft__bench_notes_build_txns(dir, n, p, 2000, 10000, bs); /* ~10,000 ops per txn */
+}
+
+void weft__bench_notes_build_txns(const char *dir, size_t n, struct pools *p, size_t chunk,
+                                  size_t edit_ops, struct build_stats *bs)
+{
     weft_store *s = weft__bench_store_create(dir);
     weft_txn *t = NULL;
-    const size_t chunk = 2000; /* notes per creation txn: ~10,000 ops */
     const uint64_t t_base = 1700000000000ull;
     uint64_t t0 = weft__bench_now_ns();
     memset(bs, 0, sizeof *bs);
@@ -774,7 +781,7 @@ void weft__bench_notes_build(const char *dir, size_t n, struct pools *p, struct 
         for (size_t i = 0; i < n; i++) {
             char id[16];
             weft__bench_fmt_id(id, "n", i, 5);
-            if (i % 10000 == 0) {
+            if (i % edit_ops == 0) {
                 WCHECK(weft_txn_begin(s, 0, &t));
             }
             size_t f = (i + k) % 3;
@@ -787,7 +794,7 @@ void weft__bench_notes_build(const char *dir, size_t n, struct pools *p, struct 
                 WCHECK(weft_set(t, "notes", id, fields[f], v->mp, v->mp_len, NULL));
             }
             bs->ops++;
-            if (i % 10000 == 9999 || i == n - 1) {
+            if (i % edit_ops == edit_ops - 1 || i == n - 1) {
                 WCHECK(weft_txn_commit(&t));
                 bs->txns++;
             }
@@ -997,7 +1004,7 @@ static char *find_env(const char *dir, unsigned *flags)
 /* Page use of each named database of the LMDB environment under @p dir,
  * read with raw LMDB after the store is closed. Best effort: omitted on
  * failure. */
-static void jb_physical(struct jb *j, const char *dir)
+static void jb_physical(struct jb *j, const char *key, const char *dir)
 {
     MDB_env *env = NULL;
     MDB_txn *t = NULL;
@@ -1024,7 +1031,7 @@ static void jb_physical(struct jb *j, const char *dir)
         mdb_env_close(env);
         return;
     }
-    jb_open(j, "physical");
+    jb_open(j, key);
     jb_u64(j, "page_size", st.ms_psize);
     uint64_t total = (uint64_t)ei.me_last_pgno + 1;
     jb_u64(j, "pages_total", total);
@@ -1098,13 +1105,18 @@ static void jb_physical(struct jb *j, const char *dir)
     used += free_tree;
     jb_u64(j, "pages_free", free_pages);
     jb_u64(j, "pages_freelist", free_tree);
-    /* What is left: the sub-tree pages of DUPSORT dbs (by_device). */
+    /* What is left: the sub-tree pages of DUPSORT dbs (none since schema 2). */
     jb_u64(j, "pages_dup_subtrees", total > used + free_pages ? total - used - free_pages : 0);
     jb_u64(j, "live_bytes", (total - free_pages) * st.ms_psize);
     jb_close(j);
     mdb_txn_abort(t);
     mdb_env_close(env);
 }
+
+/* The app-sized build: 25 notes (~100 ops) per creation txn, 100 edits per
+ * edit txn. */
+#define APP_NOTES_PER_TXN 25u
+#define APP_EDITS_PER_TXN 100u
 
 static void wl_notes(const weft_bench_cfg *c)
 {
@@ -1145,10 +1157,23 @@ static void wl_notes(const weft_bench_cfg *c)
             r_all.entities, r_all.fields, r_one.fields, n, 4 * n);
     }
 
+    /* The same notes written as an app writes them: ~100 ops per commit.
+     * A sibling directory, so that the bulk store's walks do not see it. */
+    weft__bench_progress(c, "notes: building the same notes in app-sized transactions");
+    char *app = weft__bench_path_join(c->base, "weft-bench-notes-app.XXXXXX");
+    if (!mkdtemp(app)) {
+        weft__bench_die("mkdtemp %s: %s", app, strerror(errno));
+    }
+    struct build_stats bs_app;
+    weft__bench_notes_build_txns(app, n, &p, APP_NOTES_PER_TXN, APP_EDITS_PER_TXN, &bs_app);
+    struct usage u_app = {0, 0, 0};
+    dir_walk(app, &u_app, 0);
+
     double disk = (double)(u.bytes > u.allocated ? u.bytes : u.allocated);
+    double disk_app = (double)(u_app.bytes > u_app.allocated ? u_app.bytes : u_app.allocated);
     double anon_b = (double)r_all.m1.anon_kb * 1024.0;
     int ok_one = one.total_us < 1000.0, ok_all = all.total_us < 20000.0;
-    int ok_disk = disk < 15e6, ok_anon = anon_b < 5e6;
+    int ok_disk = disk < 15e6, ok_disk_app = disk_app < 15e6, ok_anon = anon_b < 5e6;
 
     struct jb j;
     jb_open(&j, NULL);
@@ -1191,27 +1216,46 @@ static void wl_notes(const weft_bench_cfg *c)
         jb_u64(&j, "log_payload_bytes", os.total);
     }
     jb_close(&j);
-    jb_physical(&j, dir);
+    jb_physical(&j, "physical", dir);
+    jb_open(&j, "app_sized");
+    jb_u64(&j, "notes_per_creation_txn", APP_NOTES_PER_TXN);
+    jb_u64(&j, "ops_per_edit_txn", APP_EDITS_PER_TXN);
+    jb_u64(&j, "ops", bs_app.ops);
+    jb_u64(&j, "txns", bs_app.txns);
+    jb_num(&j, "seconds", bs_app.seconds, 3);
+    jb_u64(&j, "bytes", u_app.bytes);
+    jb_u64(&j, "allocated", u_app.allocated);
+    jb_physical(&j, "physical", app);
+    jb_close(&j);
     jb_open(&j, "targets");
     jb_bool(&j, "one_lt_1ms", ok_one);
     jb_bool(&j, "all_lt_20ms", ok_all);
     jb_bool(&j, "disk_lt_15MB", ok_disk);
+    jb_bool(&j, "disk_app_sized_lt_15MB", ok_disk_app);
     jb_bool(&j, "anon_lt_5MB", ok_anon);
     jb_bool(&j, "met", ok_one && ok_all && ok_disk && ok_anon);
     jb_close(&j);
     jb_close(&j);
-    char sum[640];
+    char sum[768];
     snprintf(sum, sizeof sum,
              "notes: %zu notes, %" PRIu64 " ops built at %.0f ops/s | open+read one %.3f ms "
              "(cold %.3f) [<1: %s] | open+scan all %.2f ms (cold %.2f) [<20: %s] | disk %.2f MB "
-             "(%.2f MB allocated) [<15: %s] | RSS %.1f MB, anon %.2f MB [<5: %s], file %.1f MB",
+             "(%.2f MB allocated) [<15: %s], built in app-sized txns %.2f MB [<15: %s] | RSS "
+             "%.1f MB, anon %.2f MB [<5: %s], file %.1f MB",
              n, bs.ops, (double)bs.ops / bs.seconds, one.total_us / 1e3, one_cold.total_us / 1e3,
              ok_one ? "met" : "MISSED", all.total_us / 1e3, all_cold.total_us / 1e3,
              ok_all ? "met" : "MISSED", (double)u.bytes / 1e6, (double)u.allocated / 1e6,
-             ok_disk ? "met" : "MISSED", (double)r_all.m1.rss_kb * 1024.0 / 1e6, anon_b / 1e6,
-             ok_anon ? "met" : "MISSED", (double)r_all.m1.file_kb * 1024.0 / 1e6);
+             ok_disk ? "met" : "MISSED", disk_app / 1e6, ok_disk_app ? "met" : "MISSED",
+             (double)r_all.m1.rss_kb * 1024.0 / 1e6, anon_b / 1e6, ok_anon ? "met" : "MISSED",
+             (double)r_all.m1.file_kb * 1024.0 / 1e6);
     weft__bench_emit(c, &j, sum);
 
+    if (!c->keep) {
+        rm_rf(app);
+    } else {
+        fprintf(stderr, "weft-bench: kept %s\n", app);
+    }
+    free(app);
     weft__bench_pools_free(&p);
     weft__bench_drop_tmp(c, dir);
 }

@@ -208,6 +208,13 @@ struct build_stats {
  * 10,000-op transactions: about 10 ops per note. Creates the store in @p dir
  * and closes it. */
 void weft__bench_notes_build(const char *dir, size_t n, struct pools *p, struct build_stats *bs);
+/** The same store, built in transactions of @p create_notes notes (~5 ops
+ * each) and then of @p edit_ops edits. weft__bench_notes_build is (2,000,
+ * 10,000): a bulk import, whose large transactions leave free pages behind
+ * (copy-on-write cannot reuse the pages a transaction freed); an app writing
+ * its own edits commits ~100 ops at a time: (25, 100). */
+void weft__bench_notes_build_txns(const char *dir, size_t n, struct pools *p, size_t create_notes,
+                                  size_t edit_ops, struct build_stats *bs);
 
 /* ---- the concurrent workload (bench_group.c): group commit ---- */
 
