@@ -35,7 +35,7 @@
     /* local write path: store/txn.c, store/write.c, store/apply.c */                            \
     X(WEFT__KP_TXN_BEGUN,          1, "write txn begun: locks held, vv loaded, clock floored")    \
     X(WEFT__KP_OP_STAMPED,         2, "local op stamped and encoded, not journaled or applied")   \
-    X(WEFT__KP_OP_LOGGED,          3, "op in ops and by_device (in the txn), state not yet")      \
+    X(WEFT__KP_OP_LOGGED,          3, "op in ops (in the txn), state not yet")      \
     X(WEFT__KP_OP_MATERIALISED,    4, "op's field/entity/conflict/counter state in the txn")      \
     X(WEFT__KP_COMMIT_BEFORE,      5, "write txn about to call mdb_txn_commit")                   \
     X(WEFT__KP_COMMIT_AFTER,       6, "mdb_txn_commit returned (0, or MAP_FULL: growth next)")    \

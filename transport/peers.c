@@ -58,7 +58,7 @@
  *      left before use, and it allocates only the acked vector, after
  *      weft_vv_decode has bounded it.
  *   3. weft__store_pending costs O(devices + pending ops): it walks the
- *      by_device chains beyond the vector (weft_ops_since), never the log.
+ *      devices' runs in ops beyond the vector (weft_ops_since), never the log.
  *   4. The refusals decoder reads into a fixed array: it allocates nothing,
  *      accepts at most WEFT_REFUSALS_MAX entries and rejects trailing bytes.
  * Thread-safety: the public functions take a weft_store and open their own

@@ -253,7 +253,7 @@ int weft__refusals_get(weft_txn *t, weft__refusals *out);
 int weft__refusals_add(weft_txn *t, uint64_t count, const weft_refusal *v, size_t n);
 
 /** Count the ops (and payload bytes) this store holds beyond @p vv, in
- * O(pending) (by_device cursors). */
+ * O(pending) (each device's run in ops, from the vector on). */
 int weft__store_pending(weft_txn *t, const weft_vv *vv, uint64_t *ops, uint64_t *bytes);
 
 #endif /* WEFT_TRANSPORT_INT_H */

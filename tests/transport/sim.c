@@ -740,8 +740,7 @@ void sim_write(sim *m, int ni)
 
 static void dump_state(sim *m, weft_store *s, weft__buf *out)
 {
-    static const char *dbs[] = {"ops",      "by_device", "fields", "counters",
-                                "entities", "conflicts", "vv"};
+    static const char *dbs[] = {"ops", "fields", "counters", "entities", "conflicts", "vv"};
     weft_txn *t;
     SIM_OK(weft_txn_begin(s, WEFT_TXN_RDONLY, &t));
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
