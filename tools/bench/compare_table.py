@@ -518,7 +518,7 @@ class Page:
                  " **no TLS, no authentication** (peer ids are self-declared), nothing written"
                  " | the state-vector exchange only: one process, no transport, no encryption, nothing written |")
         self.out("| reconnect state | each side keeps what the other acknowledged (persisted lazily), so a session"
-                 " in sync sends version vectors only | sync states can be persisted (`encodeSyncState`);"
+                 " in sync sends a 12-byte digest of its vector each way (protocol 2) | sync states can be persisted (`encodeSyncState`);"
                  " shown both without (fresh) and with (kept) | sync states kept only with storage and"
                  " a non-ephemeral peer; not here | nothing kept: every session exchanges state vectors and"
                  " the full delete set |")
