@@ -277,6 +277,18 @@ uint64_t weft__store_visited(const weft_txn *t);
  * (device 8 -> hlc 8, ascending) are synthesised from ops. */
 int weft__store_dump(weft_txn *t, const char *db, weft__buf *out);
 
+/* ---- version vectors (vv.c) ---- */
+/** Append @p vv's canonical encoding (a msgpack map device -> hlc, what
+ * weft_vv_encode and the sync protocol write) to @p b. 0 or WEFT_ENOMEM;
+ * on error @p b is as it was. */
+int weft__vv_put(weft__buf *b, const weft_vv *vv);
+/** Raise each entry of @p dst to @p src's where that is higher (an entry
+ * never goes down). *changed (may be NULL) tells whether any did. 0,
+ * WEFT_ENOMEM or WEFT_ELIMIT; on error @p dst holds a prefix of the merge. */
+int weft__vv_merge(weft_vv *dst, const weft_vv *src, bool *changed);
+/** Does @p b hold everything @p a does (a <= b entrywise)? */
+bool weft__vv_le(const weft_vv *a, const weft_vv *b);
+
 /* ---- vv cache (apply.c) ---- */
 uint64_t weft__store_vv_get(const weft_txn *t, uint64_t device);
 int weft__store_vv_set(weft_txn *t, uint64_t device, uint64_t hlc);

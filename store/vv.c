@@ -143,19 +143,53 @@ int weft_vv_entry(const weft_vv *vv, size_t i, uint64_t *device, uint64_t *hlc)
     return 0;
 }
 
+int weft__vv_put(weft__buf *b, const weft_vv *vv)
+{
+    size_t len0 = b->len, n = weft_vv_count(vv);
+    int rc = weft__mp_put_map(b, (uint32_t)n);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = weft__mp_put_uint(b, vv->e[i].device);
+        rc = rc ? rc : weft__mp_put_uint(b, vv->e[i].hlc);
+    }
+    if (rc != 0) {
+        b->len = len0;
+    }
+    return rc;
+}
+
+int weft__vv_merge(weft_vv *dst, const weft_vv *src, bool *changed)
+{
+    bool any = false;
+    int rc = 0;
+    for (size_t i = 0; i < weft_vv_count(src) && rc == 0; i++) {
+        if (src->e[i].hlc > weft_vv_get(dst, src->e[i].device)) {
+            rc = weft_vv_set(dst, src->e[i].device, src->e[i].hlc);
+            any = true;
+        }
+    }
+    if (changed != NULL) {
+        *changed = any;
+    }
+    return rc;
+}
+
+bool weft__vv_le(const weft_vv *a, const weft_vv *b)
+{
+    for (size_t i = 0; i < weft_vv_count(a); i++) {
+        if (a->e[i].hlc > weft_vv_get(b, a->e[i].device)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 int weft_vv_encode(const weft_vv *vv, uint8_t *buf, size_t cap, size_t *len)
 {
     if (vv == NULL || len == NULL || (buf == NULL && cap > 0)) {
         return weft__err(WEFT_EINVAL, "weft_vv_encode: vv and len are required");
     }
     weft__buf b = {NULL, 0, 0};
-    int rc = weft__mp_put_map(&b, (uint32_t)vv->n);
-    for (size_t i = 0; i < vv->n && rc == 0; i++) {
-        rc = weft__mp_put_uint(&b, vv->e[i].device);
-        if (rc == 0) {
-            rc = weft__mp_put_uint(&b, vv->e[i].hlc);
-        }
-    }
+    int rc = weft__vv_put(&b, vv);
     if (rc != 0) {
         weft__buf_free(&b);
         return rc;

@@ -100,6 +100,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "../store/store_int.h"
 #include "transport_int.h"
 
 /* clang-format off */
@@ -365,13 +366,9 @@ static int refresh_pending(weft_store *s, weft_peer_status *st, const weft_vv *m
         return rc;
     }
     weft_vv *vv = NULL;
-    uint64_t ops, bytes, dev, hlc;
+    uint64_t ops, bytes;
     rc = weft__peer_acked_get(t, st->public_key, &vv);
-    for (size_t i = 0; rc == 0 && mem != NULL && i < weft_vv_count(mem); i++) {
-        if (weft_vv_entry(mem, i, &dev, &hlc) == 0 && hlc > weft_vv_get(vv, dev)) {
-            rc = weft_vv_set(vv, dev, hlc);
-        }
-    }
+    rc = rc ? rc : weft__vv_merge(vv, mem, NULL); /* NULL mem: nothing to merge */
     if (rc == 0 && (rc = weft__store_pending(t, vv, &ops, &bytes)) == 0) {
         st->pending_ops = ops;
         st->pending_bytes = bytes;

@@ -233,7 +233,7 @@ static int rec_encode(const peer_rec *r, weft__buf *out)
     rc = rc ? rc : weft__mp_put_str(out, st->name, strlen(st->name));
     rc = rc ? rc : weft__mp_put_uint(out, (uint64_t)st->role);
     rc = rc ? rc : weft__mp_put_str(out, st->addr, strlen(st->addr));
-    rc = rc ? rc : weft__wire_vv_put(out, r->acked);
+    rc = rc ? rc : weft__vv_put(out, r->acked);
     rc = rc ? rc : weft__mp_put_uint(out, (uint64_t)st->state);
     rc = rc ? rc : weft__mp_put_int(out, st->clock_offset_ms);
     rc = rc ? rc : weft__mp_put_uint(out, st->skewed ? 1 : 0);
@@ -425,15 +425,7 @@ int weft__peer_acked_merge(weft_txn *t, const uint8_t key[WEFT_KEY_BYTES], const
         return rc;
     }
     bool changed = false;
-    size_t n = weft_vv_count(vv);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        uint64_t d, h;
-        weft_vv_entry(vv, i, &d, &h);
-        if (h > weft_vv_get(r.acked, d)) {
-            rc = weft_vv_set(r.acked, d, h);
-            changed = true;
-        }
-    }
+    rc = weft__vv_merge(r.acked, vv, &changed);
     if (rc == 0 && changed) {
         rc = rec_put(t, &r);
         WEFT__KILLPOINT(WEFT__KP_ACKED_MERGED);

@@ -113,7 +113,7 @@ struct weft__session {
     weft_vv *ours;      /* our vector at the last look */
     weft_vv *announced; /* our vector as we last told the peer (HELLO, DONE) */
     weft_vv *peer_vv;   /* the peer's vector as last reported (HELLO, ACK, DONE) */
-    weft_vv *peer_done; /* what it held at its HELLO or last DONE; NULL before */
+    weft_vv *peer_done; /* what it held at its HELLO and DONEs (empty before HELLO) */
     uint64_t out_seq, acked_seq, rewind_seq, in_seq;
     uint64_t pause_until; /* no streaming before this (deferred ACK); 0: none */
     uint64_t last_sent, last_recv;
@@ -141,40 +141,11 @@ static const char *peer_name(const weft__session *ss)
     return ss->cfg.name[0] ? ss->cfg.name : "the peer";
 }
 
-static bool vv_le(const weft_vv *a, const weft_vv *b)
-{
-    size_t n = weft_vv_count(a);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t d, h;
-        weft_vv_entry(a, i, &d, &h);
-        if (h > weft_vv_get(b, d)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static int vv_merge(weft_vv *dst, const weft_vv *src)
-{
-    size_t n = weft_vv_count(src);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t d, h;
-        weft_vv_entry(src, i, &d, &h);
-        if (h > weft_vv_get(dst, d)) {
-            int rc = weft_vv_set(dst, d, h);
-            if (rc != 0) {
-                return rc;
-            }
-        }
-    }
-    return 0;
-}
-
 static int vv_copy(const weft_vv *src, weft_vv **out)
 {
     weft_vv *v;
     int rc = weft_vv_new(&v);
-    if (rc == 0 && (rc = vv_merge(v, src)) != 0) {
+    if (rc == 0 && (rc = weft__vv_merge(v, src, NULL)) != 0) {
         weft_vv_destroy(&v);
     }
     if (rc == 0) {
@@ -313,7 +284,7 @@ static int update_state(weft__session *ss, uint64_t now)
         st = WEFT_PEER_CONNECTING;
     } else if (weft__session_caught_up(ss)) {
         st = WEFT_PEER_LIVE;
-    } else if (!vv_le(ss->peer_vv, ss->ours)) {
+    } else if (!weft__vv_le(ss->peer_vv, ss->ours)) {
         st = WEFT_PEER_PULLING;
     } else {
         st = WEFT_PEER_PUSHING;
@@ -339,15 +310,22 @@ static int update_state(weft__session *ss, uint64_t now)
 
 /* ---------------------------------------------------------------- lifecycle */
 
-/* Our HELLO: the digest of `ours` if digest_out, else the vector. */
-static int hello_frame(weft__session *ss, uint64_t hlc, weft__buf *b)
+/* Queue our HELLO, stamped now: the digest of `ours` or the vector. */
+static int queue_hello(weft__session *ss, bool digest, uint64_t now)
 {
-    if (ss->digest_out) {
+    uint64_t hlc = weft__hlc_make(store_now(ss), 0);
+    weft__buf b = {NULL, 0, 0};
+    int rc;
+    if (digest) {
         uint8_t d[WEFT__VV_DIGEST_BYTES];
         weft__wire_vv_digest(ss->ours, d);
-        return weft__msg_hello_digest(b, ss->cfg.role, d, hlc);
+        rc = weft__msg_hello_digest(&b, ss->cfg.role, d, hlc);
+    } else {
+        rc = weft__msg_hello(&b, ss->cfg.role, ss->ours, hlc);
     }
-    return weft__msg_hello(b, ss->cfg.role, ss->ours, hlc);
+    rc = rc ? rc : push_frame(ss, &b, now);
+    weft__buf_free(&b);
+    return rc;
 }
 
 int weft__session_new(weft_store *s, const weft__session_cfg *cfg, uint64_t now_ms,
@@ -384,13 +362,14 @@ int weft__session_new(weft_store *s, const weft__session_cfg *cfg, uint64_t now_
     ss->stats.skew_in = ss->stats.skew_out = -1;
     c->name[sizeof c->name - 1] = '\0';
     weft_txn *t = NULL;
-    weft__buf b = {NULL, 0, 0};
     int rc = 0;
     ss->batch = weft__calloc(c->batch_ops, sizeof *ss->batch);
     if (ss->batch == NULL) {
         rc = weft__err(WEFT_ENOMEM, "out of memory creating a session");
     }
     rc = rc ? rc : weft_vv_new(&ss->peer_vv);
+    rc = rc ? rc : weft_vv_new(&ss->peer_done);
+    rc = rc ? rc : weft_vv_new(&ss->sent);
     rc = rc ? rc : weft_txn_begin(s, WEFT_TXN_RDONLY, &t);
     rc = rc ? rc : weft__peer_acked_get(t, c->peer_key, &ss->acked);
     rc = rc ? rc : weft_store_vv(t, &ss->ours);
@@ -399,12 +378,9 @@ int weft__session_new(weft_store *s, const weft__session_cfg *cfg, uint64_t now_
     if (rc == 0) {
         /* The peer has acknowledged everything we hold: it most likely
          * knows our vector exactly, so a digest says it in 12 bytes. */
-        uint64_t hlc = weft__hlc_make(store_now(ss), 0);
-        ss->digest_out = vv_le(ss->ours, ss->acked);
-        rc = hello_frame(ss, hlc, &b);
+        ss->digest_out = weft__vv_le(ss->ours, ss->acked);
+        rc = queue_hello(ss, ss->digest_out, now_ms);
     }
-    rc = rc ? rc : push_frame(ss, &b, now_ms);
-    weft__buf_free(&b);
     if (rc != 0) {
         weft__session_destroy(&ss);
         return rc;
@@ -495,7 +471,7 @@ static int on_hello(weft__session *ss, weft__msg *m, uint64_t now)
     int rc = weft_txn_begin(ss->s, WEFT_TXN_RDONLY, &t);
     rc = rc ? rc : weft__peer_acked_get(t, ss->cfg.peer_key, &acked);
     weft_txn_abort(&t);
-    rc = rc ? rc : vv_merge(acked, ss->acked); /* ops it sent before its vector came */
+    rc = rc ? rc : weft__vv_merge(acked, ss->acked, NULL); /* ops it sent before its vector came */
     const weft_vv *pv = m->vv;
     bool miss = false;
     if (rc == 0 && m->has_digest) {
@@ -508,26 +484,18 @@ static int on_hello(weft__session *ss, weft__msg *m, uint64_t now)
         /* What the peer has acknowledged it holds, it holds: send nothing
          * below that once its vector arrives. */
         weft__buf b = {NULL, 0, 0};
-        rc = vv_copy(acked, &ss->sent);
+        rc = weft__vv_merge(ss->sent, acked, NULL);
         rc = rc ? rc : weft__msg_ask(&b);
         rc = rc ? rc : push_frame(ss, &b, now);
         weft__buf_free(&b);
         ss->asked = rc == 0;
     } else if (rc == 0) {
-        if (!vv_le(pv, acked)) {
-            rc = vv_merge(acked, pv);
-            ss->acked_dirty = true;
-        }
-        if (rc == 0 && ss->sent == NULL) {
-            rc = vv_copy(pv, &ss->sent);
-        } else if (rc == 0) {
-            rc = vv_merge(ss->sent, pv);
-        }
-        rc = rc ? rc : vv_merge(ss->peer_vv, pv);
-        if (rc == 0 && ss->peer_done == NULL) {
-            rc = weft_vv_new(&ss->peer_done);
-        }
-        rc = rc ? rc : vv_merge(ss->peer_done, pv);
+        bool grew = false;
+        rc = weft__vv_merge(acked, pv, &grew);
+        ss->acked_dirty |= grew;
+        rc = rc ? rc : weft__vv_merge(ss->sent, pv, NULL);
+        rc = rc ? rc : weft__vv_merge(ss->peer_vv, pv, NULL);
+        rc = rc ? rc : weft__vv_merge(ss->peer_done, pv, NULL);
     }
     if (rc != 0) {
         weft_vv_destroy(&acked);
@@ -551,11 +519,8 @@ static int on_ask(weft__session *ss, uint64_t now)
                                          : "ASK, but our HELLO carried the vector");
     }
     ss->ask_answered = true;
-    weft__buf b = {NULL, 0, 0};
-    int rc = weft__msg_hello(&b, ss->cfg.role, ss->ours, weft__hlc_make(store_now(ss), 0));
-    rc = rc ? rc : push_frame(ss, &b, now);
-    weft__buf_free(&b);
-    rc = rc ? rc : vv_merge(ss->announced, ss->ours);
+    int rc = queue_hello(ss, false, now);
+    rc = rc ? rc : weft__vv_merge(ss->announced, ss->ours, NULL);
     if (rc != 0) {
         return close_with(ss, rc, false, now, "answering ASK: %s", weft_last_error());
     }
@@ -630,10 +595,10 @@ static int on_ops(weft__session *ss, weft__msg *m, uint64_t now)
     rc = rc ? rc : push_frame(ss, &b, now);
     weft__buf_free(&b);
     WEFT__KILLPOINT(WEFT__KP_SESSION_ACK_QUEUED);
-    rc = rc ? rc : vv_merge(ss->sent, bv);      /* the peer holds what it sent */
-    rc = rc ? rc : vv_merge(ss->announced, vv); /* and knows what we hold now */
+    rc = rc ? rc : weft__vv_merge(ss->sent, bv, NULL);      /* the peer holds what it sent */
+    rc = rc ? rc : weft__vv_merge(ss->announced, vv, NULL); /* and knows what we hold now */
     if (rc == 0 && status != WEFT__ACK_GAP) {
-        rc = vv_merge(ss->acked, bv);
+        rc = weft__vv_merge(ss->acked, bv, NULL);
     }
     weft_vv_destroy(&bv);
     if (rc == 0) {
@@ -738,10 +703,9 @@ static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
      * (weft__session_save: the engine's tick, session close, the first
      * LIVE): a durable commit per ACK would double the sender's fsyncs. Lost
      * on a crash, it is relearnt from the peer's next HELLO. */
-    if (!vv_le(m->vv, ss->acked)) {
-        rc = vv_merge(ss->acked, m->vv);
-        ss->acked_dirty = true;
-    }
+    bool grew = false;
+    rc = weft__vv_merge(ss->acked, m->vv, &grew);
+    ss->acked_dirty |= grew;
     WEFT__KILLPOINT(WEFT__KP_ACK_RECEIVED);
     if (rc == 0 && deferred_now) {
         weft_txn *t = NULL;
@@ -751,14 +715,14 @@ static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
         rc = rc ? rc : weft_txn_commit(&t);
         weft_txn_abort(&t);
     }
-    rc = rc ? rc : vv_merge(ss->peer_vv, m->vv);
+    rc = rc ? rc : weft__vv_merge(ss->peer_vv, m->vv, NULL);
     if (rc != 0) {
         return close_with(ss, rc == WEFT_ENOTFOUND ? WEFT_EAUTH : rc, false, now,
                           "recording an ACK: %s", weft_last_error());
     }
     if (m->status == WEFT__ACK_APPLIED || m->seq <= ss->rewind_seq) {
         /* What the receiver holds need not be sent (a prefix per device). */
-        rc = vv_merge(ss->sent, m->vv);
+        rc = weft__vv_merge(ss->sent, m->vv, NULL);
     } else {
         /* Rewind: the receiver holds exactly ack.vv. Batches still in flight
          * were sent before this point; their ACKs must not rewind again. */
@@ -799,17 +763,12 @@ static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
  * acknowledged) and has nothing beyond it for us. */
 static int on_done(weft__session *ss, weft__msg *m, uint64_t now)
 {
-    int rc = 0;
-    if (ss->peer_done == NULL) {
-        rc = weft_vv_new(&ss->peer_done);
-    }
-    rc = rc ? rc : vv_merge(ss->peer_done, m->vv);
-    rc = rc ? rc : vv_merge(ss->peer_vv, m->vv);
-    rc = rc ? rc : vv_merge(ss->sent, m->vv);
-    if (rc == 0 && !vv_le(m->vv, ss->acked)) {
-        rc = vv_merge(ss->acked, m->vv);
-        ss->acked_dirty = true;
-    }
+    bool grew = false;
+    int rc = weft__vv_merge(ss->peer_done, m->vv, NULL);
+    rc = rc ? rc : weft__vv_merge(ss->peer_vv, m->vv, NULL);
+    rc = rc ? rc : weft__vv_merge(ss->sent, m->vv, NULL);
+    rc = rc ? rc : weft__vv_merge(ss->acked, m->vv, &grew);
+    ss->acked_dirty |= grew;
     if (rc != 0) {
         return close_with(ss, rc, false, now, "recording DONE: %s", weft_last_error());
     }
@@ -896,7 +855,7 @@ static int stream(weft__session *ss, uint64_t now)
         weft_txn_abort(&t);
         return rc;
     }
-    if (!vv_le(ours, ss->ours) || !vv_le(ss->ours, ours)) {
+    if (!weft__vv_le(ours, ss->ours) || !weft__vv_le(ss->ours, ours)) {
         ss->pending_known = false;
     }
     weft_vv_destroy(&ss->ours);
@@ -960,14 +919,14 @@ static int stream(weft__session *ss, uint64_t now)
     }
     if (exhausted) {
         ss->pending_out = 0;
-        if (!vv_le(ss->ours, ss->announced)) {
+        if (!weft__vv_le(ss->ours, ss->announced)) {
             /* We hold ops the peer neither has been sent nor been told of
              * (they came from a third device and the peer holds them too). */
             weft__buf b = {NULL, 0, 0};
             rc = weft__msg_done(&b, ss->ours);
             rc = rc ? rc : push_frame(ss, &b, now);
             weft__buf_free(&b);
-            rc = rc ? rc : vv_merge(ss->announced, ss->ours);
+            rc = rc ? rc : weft__vv_merge(ss->announced, ss->ours, NULL);
         }
     }
     return rc;
@@ -1065,9 +1024,8 @@ weft_peer_state weft__session_state(const weft__session *ss)
 
 bool weft__session_caught_up(const weft__session *ss)
 {
-    return ss != NULL && !ss->closed && ss->hello_in && ss->peer_done != NULL &&
-           ss->out_seq == ss->acked_seq && vv_le(ss->ours, ss->acked) &&
-           vv_le(ss->peer_done, ss->ours);
+    return ss != NULL && !ss->closed && ss->hello_in && ss->out_seq == ss->acked_seq &&
+           weft__vv_le(ss->ours, ss->acked) && weft__vv_le(ss->peer_done, ss->ours);
 }
 
 uint64_t weft__session_deadline(const weft__session *ss)

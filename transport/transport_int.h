@@ -117,11 +117,11 @@ int weft__msg_ping(weft__buf *out, uint64_t hlc);
 int weft__msg_error(weft__buf *out, int code, const char *text);
 int weft__msg_bye(weft__buf *out, uint32_t reason);
 
-/* The protocol's version-vector encoding (a canonical map uint -> uint),
- * shared with peers.c. put: 0 or WEFT_ENOMEM. read: parses one vv at *p
- * (bounded by @p end) and advances *p; WEFT_ECORRUPT, WEFT_ELIMIT (over
- * 65,536 devices, from the header alone, before any allocation), WEFT_ENOMEM. */
-int weft__wire_vv_put(weft__buf *b, const weft_vv *vv);
+/* The protocol's version-vector encoding is a canonical map uint -> uint,
+ * written by weft__vv_put (store_int.h). read, shared with peers.c: parses
+ * one vv at *p (bounded by @p end) and advances *p; WEFT_ECORRUPT,
+ * WEFT_ELIMIT (over 65,536 devices, from the header alone, before any
+ * allocation), WEFT_ENOMEM. */
 int weft__wire_vv_read(const uint8_t **p, const uint8_t *end, weft_vv **out);
 /* The digest a HELLO carries instead of @p vv (NULL: the empty vector). */
 void weft__wire_vv_digest(const weft_vv *vv, uint8_t out[WEFT__VV_DIGEST_BYTES]);

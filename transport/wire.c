@@ -11,7 +11,7 @@
  *   ERROR [6, code (int), message (str <= 256 bytes)]
  *   BYE   [7, reason (uint < 2^32; 0 = done / shutting down)]
  *   ASK   [8] (send me your HELLO with the full vector)
- * A vv is a map device -> hlc (weft__wire_vv_put/read); a HELLO carries
+ * A vv is a map device -> hlc (weft__vv_put, weft__wire_vv_read); a HELLO carries
  * either the map or its digest (bin of WEFT__VV_DIGEST_BYTES,
  * weft__wire_vv_digest) when the sender expects the receiver to know its
  * vector already. The readers are
@@ -37,7 +37,7 @@
  */
 #include <sodium.h>
 
-#include "../crdt/crdt_int.h"
+#include "../store/store_int.h"
 #include "transport_int.h"
 
 #define MIN_OP_BYTES   6u /* fixarray + 3 fixint + bin8 header with len 0 */
@@ -45,23 +45,6 @@
 #define VV_MAX         65536u
 
 /* ---------------------------------------------------------------- vv */
-
-int weft__wire_vv_put(weft__buf *b, const weft_vv *vv)
-{
-    size_t n = weft_vv_count(vv);
-    size_t len0 = b->len;
-    int rc = weft__mp_put_map(b, (uint32_t)n);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        uint64_t d = 0, h = 0;
-        weft_vv_entry(vv, i, &d, &h);
-        rc = weft__mp_put_uint(b, d);
-        rc = rc ? rc : weft__mp_put_uint(b, h);
-    }
-    if (rc != 0) {
-        b->len = len0;
-    }
-    return rc;
-}
 
 int weft__wire_vv_read(const uint8_t **p, const uint8_t *end, weft_vv **out)
 {
@@ -140,7 +123,7 @@ static int hello(weft__buf *out, weft_role role, const weft_vv *vv, const uint8_
     if (digest != NULL) {
         rc = rc ? rc : weft__mp_put_bin(out, digest, WEFT__VV_DIGEST_BYTES);
     } else {
-        rc = rc ? rc : weft__wire_vv_put(out, vv);
+        rc = rc ? rc : weft__vv_put(out, vv);
     }
     rc = rc ? rc : weft__mp_put_uint(out, hlc);
     return finish(out, len0, rc);
@@ -192,7 +175,7 @@ int weft__msg_ack(weft__buf *out, uint64_t seq, uint32_t status, const weft_vv *
     rc = rc ? rc : weft__mp_put_uint(out, WEFT__MSG_ACK);
     rc = rc ? rc : weft__mp_put_uint(out, seq);
     rc = rc ? rc : weft__mp_put_uint(out, status);
-    rc = rc ? rc : weft__wire_vv_put(out, vv);
+    rc = rc ? rc : weft__vv_put(out, vv);
     return finish(out, len0, rc);
 }
 
@@ -201,7 +184,7 @@ int weft__msg_done(weft__buf *out, const weft_vv *vv)
     size_t len0 = out->len;
     int rc = weft__mp_put_array(out, 2);
     rc = rc ? rc : weft__mp_put_uint(out, WEFT__MSG_DONE);
-    rc = rc ? rc : weft__wire_vv_put(out, vv);
+    rc = rc ? rc : weft__vv_put(out, vv);
     return finish(out, len0, rc);
 }
 
@@ -390,13 +373,12 @@ int weft__msg_decode(const uint8_t *buf, size_t len, weft__msg *out)
                          (unsigned long long)type, n, arity[type]);
     }
     switch (type) {
-    case WEFT__MSG_HELLO:
+    case WEFT__MSG_HELLO: {
+        const uint8_t *d;
+        uint32_t dl;
         if (weft__mp_read_uint(&r, &u) != 0 || u > WEFT_ROLE_RELAY) {
             rc = bad("HELLO role");
         } else if (r.p < r.end && r.p[0] == 0xc4) { /* bin 8: a digest */
-            const uint8_t *d;
-            uint32_t dl;
-            m.role = (uint32_t)u;
             if (weft__mp_read_bin(&r, &d, &dl) != 0 || dl != WEFT__VV_DIGEST_BYTES) {
                 rc = bad("HELLO vector digest is not a 12-byte bin");
             } else {
@@ -404,13 +386,14 @@ int weft__msg_decode(const uint8_t *buf, size_t len, weft__msg *out)
                 m.has_digest = true;
             }
         } else {
-            m.role = (uint32_t)u;
             rc = read_vv(&r, &m.vv);
         }
+        m.role = (uint32_t)u;
         if (rc == 0 && weft__mp_read_uint(&r, &m.hlc) != 0) {
             rc = bad("HELLO hlc");
         }
         break;
+    }
     case WEFT__MSG_OPS:
         if (weft__mp_read_uint(&r, &m.seq) != 0 || m.seq == 0) {
             rc = bad("OPS seq");

@@ -337,6 +337,43 @@ Test(store, vv_codec)
     weft_vv_destroy(&vv);
 }
 
+/* The internal merge raises entries only and says whether any rose; <= is
+ * entrywise; weft__vv_put writes weft_vv_encode's bytes. */
+Test(store, vv_merge_le_put)
+{
+    weft_vv *a, *b;
+    OK(weft_vv_new(&a));
+    OK(weft_vv_new(&b));
+    OK(weft_vv_set(a, 1, 10));
+    OK(weft_vv_set(a, 5, 50));
+    OK(weft_vv_set(b, 1, 20));
+    OK(weft_vv_set(b, 5, 40));
+    OK(weft_vv_set(b, 9, 1));
+    cr_assert(!weft__vv_le(a, b) && !weft__vv_le(b, a));
+    bool changed = false;
+    OK(weft__vv_merge(a, b, &changed));
+    cr_assert(changed);
+    cr_assert_eq(weft_vv_get(a, 1), 20);
+    cr_assert_eq(weft_vv_get(a, 5), 50, "a merge lowered an entry");
+    cr_assert_eq(weft_vv_get(a, 9), 1);
+    cr_assert(weft__vv_le(b, a) && !weft__vv_le(a, b));
+    OK(weft__vv_merge(a, b, &changed));
+    cr_assert(!changed);
+    OK(weft__vv_merge(a, NULL, &changed)); /* nothing to merge */
+    cr_assert(!changed);
+    cr_assert(weft__vv_le(NULL, a));
+    weft__buf w = {NULL, 0, 0};
+    uint8_t enc[64];
+    size_t len;
+    OK(weft_vv_encode(a, enc, sizeof enc, &len));
+    OK(weft__vv_put(&w, a));
+    cr_assert_eq(w.len, len);
+    cr_assert_arr_eq(w.ptr, enc, len);
+    weft__buf_free(&w);
+    weft_vv_destroy(&a);
+    weft_vv_destroy(&b);
+}
+
 Test(store, op_describe, .init = setup, .fini = teardown)
 {
     weft_store *s = store_open(dir, 0, NULL);
