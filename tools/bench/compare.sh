@@ -11,7 +11,8 @@
 #
 # Steps: (1) build weft-bench (CMake Release, in $WEFT_BENCH_BUILD, default
 # build-bench/); (2) run weft-bench --json write1 batch notes sync_initial
-# sync_incremental reconnect, and merge when this weft-bench has it; (3) in
+# sync_incremental (its in-sync sessions are the reconnect figures), and
+# merge when this weft-bench has it; (3) in
 # tools/bench/peers/, `npm ci` when node_modules is missing, then yjs.mjs,
 # automerge.mjs and automerge_repo.mjs (automerge-repo loads the documents
 # automerge.mjs built, through WEFT_PEERS_CACHE); (4) compare_table.py renders
@@ -107,7 +108,7 @@ if [ $run_weft = 1 ]; then
     if cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >>"$log" 2>&1 &&
         make -C "$build" -j2 weft-bench >>"$log" 2>&1; then
         bench=$build/tools/weft-bench
-        workloads=(write1 batch notes sync_initial sync_incremental reconnect)
+        workloads=(write1 batch notes sync_initial sync_incremental)
         if "$bench" --help 2>&1 | grep -qw merge; then
             workloads+=(merge)
         else
