@@ -48,7 +48,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   countOps, emit, fmtBytes, gc, header, mem, median, mergeEdits, msSince, noteId, notesPlan,
-  nowNs, parseArgs, pools, progress, round, smallOp,
+  nowNs, parseArgs, pools, progress, round, smallOp, childLoads, runChild,
 } from "./common.mjs";
 
 const SYSTEM = "automerge";
@@ -282,20 +282,12 @@ function childEdits(side, n, edits, per, base, out) {
 /** runChild, but a failed child gives {error} (its wasm out-of-memory trap, or its last line). */
 function tryChild(args) {
   try {
-    return runChild(args);
+    return runChild(SELF, args);
   } catch (e) {
     const msg = String(e.message);
     if (msg.includes("rust_oom")) return { error: "wasm out of memory (Rust alloc error in a 4 GB wasm32 heap)" };
     return { error: msg.split("\n").filter((l) => l.trim()).slice(-3).join(" / ").slice(0, 300) };
   }
-}
-
-function runChild(args) {
-  const t0 = nowNs();
-  const r = spawnSync(process.execPath, ["--expose-gc", SELF, ...args], { encoding: "utf8", maxBuffer: 1 << 24 });
-  const wall = msSince(t0);
-  if (r.status !== 0) throw new Error(`child ${args.join(" ")}: ${r.stderr}`);
-  return { ...JSON.parse(r.stdout.trim().split("\n").pop()), process_wall_ms: wall };
 }
 
 function wlLoad(cfg, p) {
@@ -320,20 +312,10 @@ function wlLoad(cfg, p) {
       A.free(d);
     }
     res.warm = { total_ms: round(median(warm.slice(1)), 3) };
-    for (const what of ["one", "all"]) {
-      const rs = [];
-      for (let i = 0; i < runs; i++) rs.push(runChild(["--child-load", file, what, id]));
-      const exp = what === "all" ? [n, 4 * n] : [1, 4];
-      for (const r of rs) {
-        if (r.entities !== exp[0] || r.fields !== exp[1]) {
-          throw new Error(`load ${what}: read ${r.entities} notes / ${r.fields} fields, expected ${exp}`);
-        }
-      }
-      const pick = (k) => round(median(rs.map((r) => r[k])), 3);
-      res[what] = { total_ms: pick("total_ms"), load_ms: pick("load_ms"), read_ms: pick("read_ms"),
-                    process_wall_ms: pick("process_wall_ms") };
-      if (what === "all") res.memory_after_read_all = rs[rs.length >> 1].mem;
-    }
+    const loads = childLoads(SELF, file, id, n, runs);
+    res.one = loads.one;
+    res.all = loads.all;
+    res.memory_after_read_all = loads.memory;
     emit({ bench: "load", system: SYSTEM, params: { notes: n, runs, file_bytes: statSync(file).size,
             method: "fresh node process: read file + Automerge.load, then read" },
            load_read_one: res.one, load_read_all: res.all, load_read_all_warm_in_process: res.warm,

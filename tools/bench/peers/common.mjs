@@ -19,6 +19,7 @@
 //      length rule as bench.c's gen_text() (seed 3, as weft's notes workload).
 // Thread-safety: single-threaded (Node's event loop).
 
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -267,4 +268,38 @@ export function fmtBytes(b) {
   if (b >= 1e6) return `${(b / 1e6).toFixed(2)} MB`;
   if (b >= 1e3) return `${(b / 1e3).toFixed(1)} kB`;
   return `${b} B`;
+}
+
+/** Run the script @p self in a fresh node (with --expose-gc) with @p args;
+ * its last stdout line is JSON. Returns that object plus process_wall_ms. */
+export function runChild(self, args) {
+  const t0 = nowNs();
+  const r = spawnSync(process.execPath, ["--expose-gc", self, ...args], { encoding: "utf8", maxBuffer: 1 << 24 });
+  const wall = msSince(t0);
+  if (r.status !== 0) throw new Error(`child ${args.join(" ")}: ${r.stderr}`);
+  return { ...JSON.parse(r.stdout.trim().split("\n").pop()), process_wall_ms: wall };
+}
+
+/** The fresh-process load of a saved document: @p runs children of @p self
+ * (`--child-load FILE one|all ID`) per mode, each checked to have read the
+ * expected notes and fields of an @p n-note document. Returns
+ * {one, all, memory}: median total/load/read/process times per mode, and
+ * the middle run's memory after reading all. */
+export function childLoads(self, file, id, n, runs) {
+  const res = {};
+  for (const what of ["one", "all"]) {
+    const rs = [];
+    for (let i = 0; i < runs; i++) rs.push(runChild(self, ["--child-load", file, what, id]));
+    const exp = what === "all" ? [n, 4 * n] : [1, 4];
+    for (const r of rs) {
+      if (r.entities !== exp[0] || r.fields !== exp[1]) {
+        throw new Error(`load ${what}: read ${r.entities} notes / ${r.fields} fields, expected ${exp}`);
+      }
+    }
+    const pick = (k) => round(median(rs.map((r) => r[k])), 3);
+    res[what] = { total_ms: pick("total_ms"), load_ms: pick("load_ms"), read_ms: pick("read_ms"),
+                  process_wall_ms: pick("process_wall_ms") };
+    if (what === "all") res.memory = rs[rs.length >> 1].mem;
+  }
+  return res;
 }
