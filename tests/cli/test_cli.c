@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/tmpdir.h"
+
 extern char **environ;
 
 #define WEFT_BIN      WEFT_TEST_BIN_DIR "/tools/weft"
@@ -54,32 +56,6 @@ typedef struct run_result {
 
 static char root[256]; /* this test's temporary directory */
 
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) {
-        return;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-                continue;
-            }
-            char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_rf(sub);
-        }
-        if (d) {
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static void setup(void)
 {
     struct stat st;
@@ -93,7 +69,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    rm_rf(root);
+    rm_tree(root);
 }
 
 TestSuite(cli, .init = setup, .fini = teardown, .timeout = 120);

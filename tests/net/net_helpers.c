@@ -36,6 +36,8 @@
 
 #include <weft/weft.h>
 
+#include "tests/tmpdir.h"
+
 extern char **environ;
 
 char root[256];
@@ -45,27 +47,7 @@ int nprocs;
 
 void rm_rf(const char *p)
 {
-    struct stat st;
-    if (lstat(p, &st) != 0) {
-        return;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(p);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-                char sub[1024];
-                snprintf(sub, sizeof sub, "%s/%s", p, e->d_name);
-                rm_rf(sub);
-            }
-        }
-        if (d) {
-            closedir(d);
-        }
-        rmdir(p);
-    } else {
-        unlink(p);
-    }
+    rm_tree(p);
 }
 
 void net_setup(void)

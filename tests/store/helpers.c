@@ -7,34 +7,20 @@
 #define _XOPEN_SOURCE 700
 #include "helpers.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "tests/tmpdir.h"
+
 char *tmpdir_new(void)
 {
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
-    char *p = malloc(256);
-    cr_assert_not_null(p);
-    snprintf(p, 256, "%s/weft-store-test-XXXXXX", base ? base : "/tmp");
-    cr_assert_not_null(mkdtemp(p), "mkdtemp %s", p);
-    return p;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    return tmpdir_make("store");
 }
 
 void rm_rf(const char *path)
 {
-    if (path != NULL) {
-        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    }
+    rm_tree(path);
 }
 
 uint64_t fake_clock(void *user)

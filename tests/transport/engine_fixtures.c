@@ -7,37 +7,23 @@
 #define _XOPEN_SOURCE 700
 #include "engine_fixtures.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/tmpdir.h"
+
 char *tmpdir_new(void)
 {
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
-    char *p = malloc(256);
-    cr_assert_not_null(p);
-    snprintf(p, 256, "%s/weft-engine-test-XXXXXX", base ? base : "/tmp");
-    cr_assert_not_null(mkdtemp(p), "mkdtemp %s", p);
-    return p;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    return tmpdir_make("engine");
 }
 
 void rm_rf(char *path)
 {
-    if (path != NULL) {
-        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-        free(path);
-    }
+    rm_tree(path);
+    free(path);
 }
 
 weft_store *store_new(const char *dir)

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "tests/tmpdir.h"
+
 #define SIM_OK(expr)                                                                 \
     do {                                                                             \
         int rc_ = (expr);                                                            \
@@ -262,14 +264,6 @@ int sim_node_add(sim *m, weft_role role, int64_t skew_ms)
     return i;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void q_push(sim_q *q, const uint8_t *p, size_t len, uint64_t at)
 {
     if (q->head + q->n == q->cap) {
@@ -410,7 +404,7 @@ void sim_destroy(sim *m)
     for (int i = 0; i < m->nnodes; i++) {
         ids_free(&m->node[i].acked);
         weft_store_close(&m->node[i].s);
-        nftw(m->node[i].dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        rm_tree(m->node[i].dir);
         free(m->node[i].dir);
     }
     m->nnodes = m->nlinks = 0;
