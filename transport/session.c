@@ -75,6 +75,11 @@
  *      return the closing code (WEFT__SESSION_BYE after a goodbye either
  *      way); frames already queued (the ERROR or BYE) remain.
  *   5. The event queue holds at most EVQ_CAP events; the oldest is dropped.
+ *   6. Every vector of the session (sent, acked, ours, announced, peer_vv,
+ *      peer_done) exists from weft__session_new on (empty until learnt), so
+ *      HELLO, ASK, DONE and ACK only ever merge into them; acked never holds
+ *      more than the peer holds, which is what lets a matching HELLO digest
+ *      stand for the peer's vector.
  * Thread-safety: confined to one thread at a time; it opens store
  * transactions in the calling thread, which must not hold a write
  * transaction of the same store.
