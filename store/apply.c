@@ -1,17 +1,14 @@
-/* apply.c - the op log: applying one op (local or remote) to the log and the
- * materialised state, atomic batch apply of remote ops, delta export, and
- * op description.
+/* apply.c - applying one op (local or remote) to the log and the
+ * materialised state, atomic batch apply of remote ops, and op description
+ * (the log itself, and delta export, are oplog.c's).
  *
  * weft__store_apply_op() is the single path by which an op enters a store,
  * whether weft_set issued it, weft_apply received it or a map growth replays
  * it. It computes everything that can fail for lack of memory first and
  * only then writes, so that an ENOMEM leaves the MDB txn untouched
  * (t->wrote tells the caller whether anything was written):
- *   ops        device | hlc -> payload: an op we apply is always beyond
- *              its device's run, so when no greater device is held (the
- *              vv cache's last entry) it is beyond every key: MDB_APPEND;
- *              otherwise a plain put (one search), as for a remote op
- *              landing in the middle of the log
+ *   ops        the end of its device's run of blocks (oplog.c): an op
+ *              we apply is always beyond its device's run
  *   fields / conflicts     SET INC ADD REM: merge into the field state;
  *              one search of `fields` per op: a cursor positioned by the
  *              load is written through with MDB_CURRENT, and a key after
@@ -32,19 +29,11 @@
  * field's rows from the first (they are sorted by id) while id <= T. Rows go
  * oldest first, so the field's newest row stays unless none is left.
  *
- * weft_ops_since() is a k-way merge over the runs in `ops` of the devices
- * the other side lacks, so its cost is O(delta + devices), never a log scan,
- * and it streams in (hlc, device) order whatever the key order: a binary
- * heap keyed by (hlc, device) holds one position per device; one cursor on
- * `ops` serves all of them and is repositioned (one search) only when the
- * next op comes from another device than the last. An op's dprev is the
- * key before it in its device's run.
- *
  * Invariants:
  *   1. For each device the log holds a prefix of its chain: an op is applied
  *      only when its dprev equals vv[device] (or it is local and newest).
  *   2. vv[d] is the greatest hlc of d in `ops`: in a read txn it is read as
- *      the last key of d's run, in a write txn the cache loaded that way at
+ *      the last op of d's run (oplog.c), in a write txn the cache loaded that way at
  *      begin is kept in step by every apply.
  *   3. `conflicts` holds exactly the fields whose state has > 1 head and
  *      t->conflicts counts them.
@@ -117,63 +106,6 @@ int weft__store_vv_set(weft_txn *t, uint64_t device, uint64_t hlc)
     }
     t->vv[i].hlc = hlc;
     return 0;
-}
-
-/* Is (k) a well-formed `ops` key? */
-static bool opkey_ok(const MDB_val *k)
-{
-    return k->mv_size == WEFT__OPKEY_BYTES && weft__be64_get((const uint8_t *)k->mv_data + 8) != 0;
-}
-
-int weft__store_vv_each(weft_txn *t, int (*fn)(void *user, uint64_t device, uint64_t hlc),
-                        void *user)
-{
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &c);
-    if (rc != 0) {
-        return weft__store_mdb_err(rc, "reading the version vector");
-    }
-    /* Each device's run ends just before the first key of the next device:
-     * seek (device + 1, 0) and step back, or take the last key when no
-     * device follows. O(devices * log ops), whatever the log's length. */
-    MDB_val k, v;
-    uint8_t kb[WEFT__OPKEY_BYTES];
-    int mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    rc = 0;
-    while (mrc == 0) {
-        if (!opkey_ok(&k)) {
-            rc = weft__err(WEFT_ECORRUPT, "op log key of %zu bytes or hlc 0", k.mv_size);
-            break;
-        }
-        uint64_t device = weft__be64_get(k.mv_data);
-        if (device == UINT64_MAX) {
-            mrc = mdb_cursor_get(c, &k, &v, MDB_LAST);
-        } else {
-            weft_id next = {0, device + 1};
-            weft__store_opkey_put(kb, next);
-            k.mv_size = sizeof kb, k.mv_data = kb;
-            mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-            mrc = mrc == MDB_NOTFOUND ? mdb_cursor_get(c, &k, &v, MDB_LAST)
-                  : mrc == 0          ? mdb_cursor_get(c, &k, &v, MDB_PREV)
-                                      : mrc;
-        }
-        if (mrc != 0) {
-            break;
-        }
-        if (!opkey_ok(&k) || weft__be64_get(k.mv_data) != device) {
-            rc = weft__err(WEFT_ECORRUPT, "op log keys out of order");
-            break;
-        }
-        if ((rc = fn(user, device, weft__be64_get((const uint8_t *)k.mv_data + 8))) != 0) {
-            break;
-        }
-        mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT); /* the next device's first op */
-    }
-    mdb_cursor_close(c);
-    if (rc == 0 && mrc != MDB_NOTFOUND) {
-        rc = weft__store_mdb_err(mrc, "reading the version vector");
-    }
-    return rc;
 }
 
 static int wstate_add(void *user, uint64_t device, uint64_t hlc)
@@ -593,24 +525,11 @@ static int apply_one(weft_txn *t, weft_id id, const uint8_t *payload, size_t len
         }
     }
 
-    /* 2. The log. An op we apply is beyond its device's run (invariant 1),
-     * so when no other device sorts after its device, it goes after every
-     * key: MDB_APPEND (no search, the page is left full). */
+    /* 2. The log (oplog.c): an op we apply is beyond its device's run
+     * (invariant 1), so it goes at the end of the run. */
     t->wrote = true;
-    uint8_t kb[WEFT__OPKEY_BYTES];
-    weft__store_opkey_put(kb, id);
-    MDB_val k = {sizeof kb, kb}, v = {len, (void *)payload};
-    bool last = t->nvv == 0 || t->vv[t->nvv - 1].device <= id.device;
-    rc = last ? mdb_put(t->txn, s->dbi[WEFT__DB_OPS], &k, &v, MDB_APPEND) : MDB_KEYEXIST;
-    if (rc == MDB_KEYEXIST) { /* not after every key: a plain put */
-        rc = mdb_put(t->txn, s->dbi[WEFT__DB_OPS], &k, &v, MDB_NOOVERWRITE);
-        if (rc == MDB_KEYEXIST) {
-            return weft__err(WEFT_ECORRUPT, "op %016llx.%016llx is already in the log",
-                             (unsigned long long)id.hlc, (unsigned long long)id.device);
-        }
-    }
-    if (rc != 0) {
-        return weft__store_mdb_err(rc, "writing the op log");
+    if ((rc = weft__oplog_append(t, id, payload, len)) != 0) {
+        return rc;
     }
     WEFT__KILLPOINT(WEFT__KP_OP_LOGGED);
 
@@ -679,7 +598,7 @@ static int check_prev(weft_txn *t, size_t i, weft_id id, const weft__op *op)
     return 0;
 }
 
-static int apply_batch(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *r)
+static int apply_ops(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *r)
 {
     weft_store *s = t->s;
     for (size_t i = 0; i < n; i++) {
@@ -703,11 +622,9 @@ static int apply_batch(weft_txn *t, const weft_op *ops, size_t n, weft_apply_res
         }
         uint64_t have = weft__store_vv_get(t, id.device);
         if (id.hlc <= have) {
-            uint8_t kb[WEFT__OPKEY_BYTES];
-            weft__store_opkey_put(kb, id);
-            MDB_val k = {sizeof kb, kb}, v;
-            int rc = mdb_get(t->txn, s->dbi[WEFT__DB_OPS], &k, &v);
-            if (rc == MDB_NOTFOUND) {
+            weft_bytes held;
+            int rc = weft__oplog_get(t, id, &held);
+            if (rc == WEFT_ENOTFOUND) {
                 return weft__err(WEFT_ECORRUPT,
                                  "op %zu (%016llx.%016llx) is below the device's held hlc "
                                  "%llu but not in the log: the sender's chain is inconsistent",
@@ -715,9 +632,10 @@ static int apply_batch(weft_txn *t, const weft_op *ops, size_t n, weft_apply_res
                                  (unsigned long long)have);
             }
             if (rc != 0) {
-                return weft__store_mdb_err(rc, "reading the op log");
+                return rc;
             }
-            if (v.mv_size != o->payload.len || memcmp(v.mv_data, o->payload.ptr, v.mv_size)) {
+            if (held.len != o->payload.len ||
+                (held.len > 0 && memcmp(held.ptr, o->payload.ptr, held.len) != 0)) {
                 return weft__err(WEFT_ECONFLICT,
                                  "op %zu (%016llx.%016llx) is held with different content", i,
                                  (unsigned long long)id.hlc, (unsigned long long)id.device);
@@ -763,6 +681,29 @@ static int apply_batch(weft_txn *t, const weft_op *ops, size_t n, weft_apply_res
     }
     r->failed_at = n;
     return 0;
+}
+
+/* apply_ops with one fields cursor and one ops cursor for the whole batch
+ * (closed before the batch's nested txn ends): a remote batch is mostly
+ * runs of one device's ops, each appended where the last one went. */
+static int apply_batch(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *r)
+{
+    int rc = weft__store_fcur_open(t);
+    if (rc != 0) {
+        return rc;
+    }
+    if ((rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &t->ocur)) != 0) {
+        t->ocur = NULL;
+        weft__store_fcur_close(t);
+        return weft__store_mdb_err(rc, "writing the op log");
+    }
+    t->tail_valid = false;
+    rc = apply_ops(t, ops, n, r);
+    mdb_cursor_close(t->ocur);
+    t->ocur = NULL;
+    t->tail_valid = false;
+    weft__store_fcur_close(t);
+    return rc;
 }
 
 int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *res)
@@ -837,183 +778,6 @@ int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *res
             return rc;
         }
     }
-}
-
-/* ---- weft_ops_since ---- */
-
-typedef struct pos {
-    uint64_t hlc, device, dprev;
-} pos;
-
-static bool pos_less(const pos *a, const pos *b)
-{
-    return a->hlc != b->hlc ? a->hlc < b->hlc : a->device < b->device;
-}
-
-static void heap_down(pos *h, size_t n, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, m = i;
-        if (l < n && pos_less(&h[l], &h[m])) {
-            m = l;
-        }
-        if (l + 1 < n && pos_less(&h[l + 1], &h[m])) {
-            m = l + 1;
-        }
-        if (m == i) {
-            return;
-        }
-        pos tmp = h[i];
-        h[i] = h[m];
-        h[m] = tmp;
-        i = m;
-    }
-}
-
-static int snapshot_add(void *user, uint64_t device, uint64_t hlc)
-{
-    weft_txn *t = user;
-    weft__vvent e = {device, hlc};
-    t->visited++;
-    return weft__buf_put(&t->scratch, &e, sizeof e);
-}
-
-/* The version vector of @p t as (device, hlc) pairs: the write txn's cache,
- * or derived from ops into t->scratch. */
-static int vv_snapshot(weft_txn *t, weft__vvent **out, size_t *n)
-{
-    if (!t->rdonly) {
-        *out = t->vv;
-        *n = t->nvv;
-        return 0;
-    }
-    weft__buf_reset(&t->scratch);
-    int rc = weft__store_vv_each(t, snapshot_add, t);
-    if (rc != 0) {
-        return rc;
-    }
-    *out = (weft__vvent *)(void *)t->scratch.ptr;
-    *n = t->scratch.len / sizeof(weft__vvent);
-    return 0;
-}
-
-/* Position cursor @p c on op (device, hlc) of `ops`: its payload in *v. */
-static int op_seek(weft_txn *t, MDB_cursor *c, uint64_t device, uint64_t hlc, MDB_val *v)
-{
-    uint8_t kb[WEFT__OPKEY_BYTES];
-    weft_id id = {hlc, device};
-    weft__store_opkey_put(kb, id);
-    MDB_val k = {sizeof kb, kb};
-    t->visited++;
-    int rc = mdb_cursor_get(c, &k, v, MDB_SET_KEY);
-    if (rc == MDB_NOTFOUND) {
-        return weft__err(WEFT_ECORRUPT, "op log changed while streaming");
-    }
-    return rc ? weft__store_mdb_err(rc, "streaming ops") : 0;
-}
-
-int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user)
-{
-    int rc = weft__store_usable(t, false);
-    if (rc != 0) {
-        return rc;
-    }
-    if (cb == NULL) {
-        return weft__err(WEFT_EINVAL, "weft_ops_since: callback is NULL");
-    }
-    weft__vvent *vv = NULL;
-    size_t nvv = 0;
-    if ((rc = vv_snapshot(t, &vv, &nvv)) != 0) {
-        return rc;
-    }
-    pos *heap = weft__malloc((nvv ? nvv : 1) * sizeof *heap);
-    if (heap == NULL) {
-        return weft__err(WEFT_ENOMEM, "out of memory streaming ops");
-    }
-    MDB_cursor *c = NULL;
-    if ((rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &c)) != 0) {
-        weft__free(heap);
-        return weft__store_mdb_err(rc, "streaming ops");
-    }
-    size_t nh = 0;
-    long count = 0; /* streamed so far */
-    uint8_t kb[WEFT__OPKEY_BYTES];
-    MDB_val k, v;
-    for (size_t i = 0; i < nvv; i++) {
-        uint64_t from = have ? weft_vv_get(have, vv[i].device) : 0;
-        if (vv[i].hlc <= from) {
-            continue;
-        }
-        /* The device's first op above `from`, and the one before it. */
-        weft_id first = {from + 1, vv[i].device};
-        weft__store_opkey_put(kb, first);
-        k.mv_size = sizeof kb, k.mv_data = kb;
-        t->visited++;
-        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-        if (rc != 0 || !opkey_ok(&k) || weft__be64_get(k.mv_data) != vv[i].device) {
-            rc = rc == MDB_NOTFOUND || rc == 0
-                     ? weft__err(WEFT_ECORRUPT, "device %016llx is in the vv but not in the log",
-                                 (unsigned long long)vv[i].device)
-                     : weft__store_mdb_err(rc, "streaming ops");
-            goto out;
-        }
-        pos p = {weft__be64_get((const uint8_t *)k.mv_data + 8), vv[i].device, 0};
-        t->visited++;
-        if (mdb_cursor_get(c, &k, &v, MDB_PREV) == 0 && opkey_ok(&k) &&
-            weft__be64_get(k.mv_data) == p.device) {
-            p.dprev = weft__be64_get((const uint8_t *)k.mv_data + 8);
-        }
-        heap[nh++] = p;
-    }
-    for (size_t i = nh / 2; i-- > 0;) {
-        heap_down(heap, nh, i);
-    }
-    uint64_t at_dev = 0, at_hlc = 0; /* where the cursor sits (0: unknown) */
-    rc = 0;
-    while (nh > 0) {
-        pos p = heap[0];
-        /* The cursor stays on this device's run while its ops come in a row:
-         * only a switch of device costs a search. */
-        if (at_dev != p.device || at_hlc != p.hlc) {
-            rc = op_seek(t, c, p.device, p.hlc, &v);
-        } else {
-            rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
-            rc = rc ? weft__store_mdb_err(rc, "streaming ops") : 0;
-        }
-        if (rc != 0) {
-            goto out;
-        }
-        weft_op op = {{p.hlc, p.device}, p.dprev, {v.mv_data, v.mv_size}};
-        count++;
-        if (cb(&op, user) != 0) {
-            break;
-        }
-        /* Advance this device's position (the cursor is on its op): the next
-         * key, if still its run. */
-        t->visited++;
-        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-        if (rc == 0 && opkey_ok(&k) && weft__be64_get(k.mv_data) == p.device) {
-            heap[0].dprev = p.hlc;
-            heap[0].hlc = weft__be64_get((const uint8_t *)k.mv_data + 8);
-            at_dev = p.device;
-            at_hlc = heap[0].hlc;
-        } else if (rc == 0 || rc == MDB_NOTFOUND) {
-            heap[0] = heap[--nh];
-            at_dev = 0;
-        } else {
-            rc = weft__store_mdb_err(rc, "streaming ops");
-            goto out;
-        }
-        rc = 0;
-        heap_down(heap, nh, 0);
-    }
-out:
-    mdb_cursor_close(c);
-    weft__free(heap);
-    if (rc != 0) {
-        return rc;
-    }
-    return count > 0x7fffffffL ? 0x7fffffff : (int)count;
 }
 
 /* ---- weft_op_describe ---- */

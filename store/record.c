@@ -139,16 +139,14 @@ int weft__store_head_value(weft_txn *t, const weft__head *h, weft_bytes *out)
         *out = h->value;
         return 0;
     }
-    uint8_t kb[WEFT__OPKEY_BYTES];
-    weft__store_opkey_put(kb, h->id);
-    MDB_val k = {sizeof kb, kb}, v;
-    int rc = mdb_get(t->txn, t->s->dbi[WEFT__DB_OPS], &k, &v);
+    weft_bytes pl;
+    int rc = weft__oplog_get(t, h->id, &pl);
     if (rc != 0) {
-        return rc == MDB_NOTFOUND ? weft__err(WEFT_ECORRUPT, "register head not in the op log")
-                                  : weft__store_mdb_err(rc, "reading a register value");
+        return rc == WEFT_ENOTFOUND ? weft__err(WEFT_ECORRUPT, "register head not in the op log")
+                                    : rc;
     }
     weft__op op;
-    if (weft__op_decode(v.mv_data, v.mv_size, &op) != 0 || op.kind != WEFT__OP_SET ||
+    if (weft__op_decode(pl.ptr, pl.len, &op) != 0 || op.kind != WEFT__OP_SET ||
         op.value.len <= WEFT__INLINE_MAX) {
         return weft__err(WEFT_ECORRUPT, "register head names a damaged or wrong op");
     }

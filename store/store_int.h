@@ -5,14 +5,19 @@
  *
  * On-disk layout (one LMDB environment per store directory; every integer
  * big-endian so that byte order is numeric order):
- *   ops        device 8 | hlc 8               -> canonical op payload. Keyed
+ *   ops        device 8 | hlc 8               -> a block of consecutive ops
+ *                                                of that device, the key
+ *                                                naming its first
+ *                                                (oplog.c): ordinal, then
+ *                                                each op's hlc step and
+ *                                                canonical payload. Keyed
  *                                                device first, so each
  *                                                device's chain is one run
- *                                                of keys, ascending by hlc:
- *                                                its last key is the
+ *                                                of blocks: the last op of
+ *                                                its last block is the
  *                                                device's version vector
  *                                                entry, and an op's dprev
- *                                                (protocol.md) is the key
+ *                                                (protocol.md) is the op
  *                                                before it in its run (not
  *                                                stored). Ids elsewhere (op
  *                                                payloads, `counters`,
@@ -33,16 +38,18 @@
  *   entities   "coll\0entity\0"               -> tombstone id 16 (deleted only)
  *   conflicts  "coll\0entity\0field\0"        -> empty; exactly the fields
  *                                                whose register has >1 head
- *   meta       "schema" u32 (= 2), "device" u64, "store_id" 16 bytes,
+ *   meta       "schema" u32 (= 3), "device" u64, "store_id" 16 bytes,
  *              "public_key" 32 bytes; written once, at creation
  *   peers      reserved for the sync engine (raw puts via weft__txn_put)
- * Derived, never stored: the version vector (the last key of each device's
- * run in ops), each op's dprev (the key before it in its run), the op count
- * (entries of ops), the conflict count (entries of conflicts) and last_hlc
- * (this device's vv entry). A local write so dirties at most ops and fields
- * (plus conflicts/counters/entities when it touches them);
- * weft__store_dump(t, "vv") synthesises the old vv db's bytes. Schema 1
- * (ops keyed hlc | device plus a by_device index) is refused with
+ * Derived, never stored: the version vector (the last op of each device's
+ * run in ops), each op's dprev (the op before it in its run), the op count
+ * (the sum over devices of the last op's ordinal + 1), the conflict count
+ * (entries of conflicts) and last_hlc (this device's vv entry). A local
+ * write so dirties at most ops and fields (plus conflicts/counters/entities
+ * when it touches them); weft__store_dump(t, "vv") synthesises the old vv
+ * db's bytes and weft__store_dump(t, "ops") one record per op (id key ->
+ * payload) whatever the blocks. Schema 1 (ops keyed hlc | device plus a
+ * by_device index) and schema 2 (one op per key of ops) are refused with
  * WEFT_EVERSION.
  * Beside data.mdb and lock.mdb the directory holds `key` (mode 0600:
  * "WEFTKEY1" | public 32 | secret 32) and `writer.lock` (an flock(2) taken by
@@ -87,7 +94,7 @@
 #include "../common/weft_int.h"
 #include "../crdt/crdt_int.h"
 
-#define WEFT__SCHEMA          2u
+#define WEFT__SCHEMA          3u
 /* LMDB's map is address space, not disk: the file grows only with the pages
  * used. A large default makes growth (which must wait for every txn of the
  * process to end) rare; it still works from any size (tests start at 64 KiB). */
@@ -245,6 +252,13 @@ struct weft_txn {
     MDB_cursor *fcur;
     bool fs_ready; /* t->fs holds the state of t->key, t->fcur is on it */
     bool fs_found; /* ... and the record exists */
+    /* The ops cursor of a weft_apply batch (NULL otherwise), and what the
+     * last append through it left: the cursor sits on the block (device,
+     * first) whose last op is (last, ord). oplog.c uses it only while
+     * tail_valid, which an append through another cursor never sets. */
+    MDB_cursor *ocur;
+    bool tail_valid;
+    uint64_t tail_device, tail_first, tail_last, tail_ord;
 };
 
 /* ---- errors (store.c) ---- */
@@ -289,11 +303,35 @@ int weft__vv_merge(weft_vv *dst, const weft_vv *src, bool *changed);
 /** Does @p b hold everything @p a does (a <= b entrywise)? */
 bool weft__vv_le(const weft_vv *a, const weft_vv *b);
 
+/* ---- the op log (oplog.c) ---- */
+/* A block of `ops` holding more than one op is at most this many bytes: a
+ * few ops per LMDB node, and at most about a quarter page (LMDB nodes of
+ * 4 KiB pages pack worse as they grow, and each append rewrites the block). */
+#define WEFT__BLOCK_CAP 512u
+/** The payload of op @p id: a view into the map, valid like any
+ * weft__txn_get view. 0, WEFT_ENOTFOUND (not held; no message set),
+ * WEFT_ECORRUPT, or an MDB error translated. */
+int weft__oplog_get(weft_txn *t, weft_id id, weft_bytes *payload);
+/** Append op @p id, its device's next (id.hlc above the vv cache's entry),
+ * to the end of its device's run. Writes only `ops`. */
+int weft__oplog_append(weft_txn *t, weft_id id, const uint8_t *payload, size_t len);
+typedef int (*weft__oplog_run_fn)(void *user, uint64_t device, uint64_t hlc, uint64_t nops);
+/** Call @p fn for each device's run in ops, ascending by device, with the
+ * device's newest hlc and op count. A non-zero return of @p fn stops the
+ * walk and is returned. WEFT_ECORRUPT for a malformed key or block. */
+int weft__oplog_runs(weft_txn *t, weft__oplog_run_fn fn, void *user);
+/** @p device's newest hlc in @p txn (0 if none or unreadable). */
+uint64_t weft__oplog_device_last(MDB_txn *txn, MDB_dbi dbi, uint64_t device);
+/** Append one (u32 16, id key device | hlc, u32 len, payload) record per op,
+ * in key order, to @p out (weft__store_dump's "ops"). */
+int weft__oplog_dump(weft_txn *t, weft__buf *out);
+
 /* ---- vv cache (apply.c) ---- */
 uint64_t weft__store_vv_get(const weft_txn *t, uint64_t device);
 int weft__store_vv_set(weft_txn *t, uint64_t device, uint64_t hlc);
 /** Call @p fn for each (device, hlc) of the version vector held in the MDB
- * txn, ascending by device: the last key of each device's run in ops. A
+ * txn, ascending by device: the last op of each device's run in ops
+ * (oplog.c). A
  * non-zero return of @p fn stops the walk and is returned. WEFT_ECORRUPT for
  * a malformed ops key. */
 int weft__store_vv_each(weft_txn *t, int (*fn)(void *user, uint64_t device, uint64_t hlc),

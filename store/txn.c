@@ -845,12 +845,14 @@ int weft__txn_get(weft_txn *t, const char *db, weft_bytes key, weft_bytes *val)
     if (d < 0 || val == NULL) {
         return weft__err(WEFT_EINVAL, "weft__txn_get: bad database \"%s\"", db ? db : "(null)");
     }
-    MDB_val k = {key.len, (void *)key.ptr}, v;
-    uint8_t kb[WEFT__OPKEY_BYTES];
-    if (d == WEFT__DB_OPS && key.len == WEFT__ID_BYTES) { /* an op id: the stored order */
-        weft__store_opkey_put(kb, weft__id_get(key.ptr));
-        k.mv_data = kb;
+    if (d == WEFT__DB_OPS) { /* an op id: its payload, wherever its block is */
+        if (key.len != WEFT__ID_BYTES) {
+            return weft__err(WEFT_EINVAL, "weft__txn_get: an ops key is a 16-byte op id");
+        }
+        rc = weft__oplog_get(t, weft__id_get(key.ptr), val);
+        return rc == WEFT_ENOTFOUND ? weft__err(WEFT_ENOTFOUND, "raw get: no such op") : rc;
     }
+    MDB_val k = {key.len, (void *)key.ptr}, v;
     rc = mdb_get(t->txn, t->s->dbi[d], &k, &v);
     if (rc != 0) {
         return weft__store_mdb_err(rc, "raw get");
@@ -888,6 +890,9 @@ int weft__store_dump(weft_txn *t, const char *db, weft__buf *out)
     int d = weft__store_db_find(db);
     if (d < 0) {
         return weft__err(WEFT_EINVAL, "no database \"%s\"", db ? db : "(null)");
+    }
+    if (d == WEFT__DB_OPS) {
+        return weft__oplog_dump(t, out);
     }
     MDB_cursor *c;
     if ((rc = mdb_cursor_open(t->txn, t->s->dbi[d], &c)) != 0) {

@@ -23,6 +23,24 @@ void rm_rf(const char *path)
     rm_tree(path);
 }
 
+char *store_dirs[STORE_DIRS];
+
+void store_dirs_setup(void)
+{
+    for (int i = 0; i < STORE_DIRS; i++) {
+        store_dirs[i] = tmpdir_new();
+    }
+}
+
+void store_dirs_teardown(void)
+{
+    for (int i = 0; i < STORE_DIRS; i++) {
+        rm_rf(store_dirs[i]);
+        free(store_dirs[i]);
+        store_dirs[i] = NULL;
+    }
+}
+
 uint64_t fake_clock(void *user)
 {
     return *(uint64_t *)user;

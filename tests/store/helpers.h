@@ -28,6 +28,12 @@
 /** A fresh directory under /dev/shm (or $TMPDIR); caller frees; rm_rf it. */
 char *tmpdir_new(void);
 void rm_rf(const char *path);
+/** A test's fresh store directories: store_dirs_setup makes STORE_DIRS of
+ * them (criterion .init), store_dirs_teardown removes them (.fini). */
+#define STORE_DIRS 4
+extern char *store_dirs[STORE_DIRS];
+void store_dirs_setup(void);
+void store_dirs_teardown(void);
 /** Open (creating) with the given map size (0 default) and clock (NULL real). */
 weft_store *store_open(const char *dir, size_t map_size, uint64_t *fake_now);
 uint64_t fake_clock(void *user);

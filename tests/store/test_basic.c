@@ -75,7 +75,7 @@ Test(store, create_open_reopen, .init = setup, .fini = teardown)
     OK(weft_store_info(s, &a));
     cr_assert_neq(a.device, 0);
     cr_assert_eq(a.device, weft_store_device(s));
-    cr_assert_eq(a.schema, 2, "schema 2: ops keyed device | hlc, no by_device");
+    cr_assert_eq(a.schema, 3, "schema 3: ops in blocks keyed device | first hlc");
     cr_assert_eq(a.ops, 0);
     cr_assert_geq(a.map_size, 64u << 20);
     uint8_t sk[WEFT_KEY_BYTES];
@@ -499,18 +499,23 @@ Test(store, errors_open, .init = setup, .fini = teardown)
     mdb_env_close(env);
     ERR(WEFT_EVERSION, weft_store_open(other, NULL, &s));
     cr_assert_neq(strstr(weft_last_error(), "999"), NULL, "%s", weft_last_error());
-    /* schema 1 (ops keyed hlc | device, a by_device index): refused too */
-    cr_assert_eq(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
-    cr_assert_eq(mdb_env_open(env, other, 0, 0600), 0);
-    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
-    weft__be32_put(b4, 1);
-    cr_assert_eq(mdb_put(txn, dbi, &k, &val, 0), 0);
-    cr_assert_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-    ERR(WEFT_EVERSION, weft_store_open(other, NULL, &s));
-    cr_assert_neq(strstr(weft_last_error(), "version 1,"), NULL, "%s", weft_last_error());
+    /* schema 1 (ops keyed hlc | device, a by_device index) and schema 2 (one
+     * op per key of ops): refused too */
+    for (uint32_t old = 1; old <= 2; old++) {
+        cr_assert_eq(mdb_env_create(&env), 0);
+        mdb_env_set_maxdbs(env, 16);
+        cr_assert_eq(mdb_env_open(env, other, 0, 0600), 0);
+        cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+        weft__be32_put(b4, old);
+        cr_assert_eq(mdb_put(txn, dbi, &k, &val, 0), 0);
+        cr_assert_eq(mdb_txn_commit(txn), 0);
+        mdb_env_close(env);
+        ERR(WEFT_EVERSION, weft_store_open(other, NULL, &s));
+        char want[32];
+        snprintf(want, sizeof want, "version %u,", (unsigned)old);
+        cr_assert_neq(strstr(weft_last_error(), want), NULL, "%s", weft_last_error());
+    }
 
     /* an LMDB env that is not a weft store */
     snprintf(other, sizeof other, "%s/plain", dir);

@@ -22,22 +22,6 @@
 
 #include "helpers.h"
 
-#define NDIRS 4
-static char *dirs[NDIRS];
-static void setup(void)
-{
-    for (int i = 0; i < NDIRS; i++) {
-        dirs[i] = tmpdir_new();
-    }
-}
-static void teardown(void)
-{
-    for (int i = 0; i < NDIRS; i++) {
-        rm_rf(dirs[i]);
-        free(dirs[i]);
-    }
-}
-
 /* Every db but meta and peers (device, keys and local clock differ). */
 static const char *const REPLICA_DBS = "ops,fields,counters,entities,conflicts,vv";
 
@@ -134,9 +118,10 @@ static int64_t wrap(uint64_t u)
 
 /* ---- 100,000 increments on one field ---- */
 
-Test(store, counter_100k_increments, .init = setup, .fini = teardown, .timeout = 600)
+Test(store, counter_100k_increments, .init = store_dirs_setup, .fini = store_dirs_teardown,
+     .timeout = 600)
 {
-    weft_store *s = store_open(dirs[0], 0, NULL);
+    weft_store *s = store_open(store_dirs[0], 0, NULL);
     enum { TXNS = 100, PER = 1000 };
     uint64_t want = 0;
     weft_txn *t;
@@ -242,10 +227,11 @@ static void check_counters(weft_store *s, const inc_rec *r, size_t n, weft_id to
     }
 }
 
-Test(store, counter_delete_hides_earlier, .init = setup, .fini = teardown, .timeout = 120)
+Test(store, counter_delete_hides_earlier, .init = store_dirs_setup, .fini = store_dirs_teardown,
+     .timeout = 120)
 {
     uint64_t t0 = 1700000000000ull, now_a = t0, now_b = t0;
-    weft_store *a = store_open(dirs[0], 0, &now_a), *b = store_open(dirs[1], 0, &now_b);
+    weft_store *a = store_open(store_dirs[0], 0, &now_a), *b = store_open(store_dirs[1], 0, &now_b);
     enum { N = 3000 };
     static inc_rec r[3 * N];
     size_t n = 0;
@@ -275,7 +261,7 @@ Test(store, counter_delete_hides_earlier, .init = setup, .fini = teardown, .time
 
     /* c takes a's ops then b's, d b's then a's, in random batches; a and b
      * exchange both ways. */
-    weft_store *c = store_open(dirs[2], 0, NULL), *d = store_open(dirs[3], 0, NULL);
+    weft_store *c = store_open(store_dirs[2], 0, NULL), *d = store_open(store_dirs[3], 0, NULL);
     sync_one(a, c, 97, &rng);
     sync_one(b, c, 131, &rng);
     sync_one(b, d, 61, &rng);
@@ -317,10 +303,12 @@ Test(store, counter_delete_hides_earlier, .init = setup, .fini = teardown, .time
 
 /* Rows written before a map growth are replayed from the journal; a remote
  * batch that outgrows the map is retried in a fresh nested txn. */
-Test(store, counter_rows_survive_map_growth, .init = setup, .fini = teardown, .timeout = 120)
+Test(store, counter_rows_survive_map_growth, .init = store_dirs_setup, .fini = store_dirs_teardown,
+     .timeout = 120)
 {
-    weft_store *a = store_open(dirs[0], 64 * 1024, NULL), *b = store_open(dirs[1], 64 * 1024, NULL),
-               *c = store_open(dirs[2], 0, NULL);
+    weft_store *a = store_open(store_dirs[0], 64 * 1024, NULL),
+               *b = store_open(store_dirs[1], 64 * 1024, NULL),
+               *c = store_open(store_dirs[2], 0, NULL);
     enum { N = 20000 };
     static inc_rec r[N + 10];
     size_t n = 0;
@@ -364,9 +352,9 @@ Test(store, counter_rows_survive_map_growth, .init = setup, .fini = teardown, .t
 
 /* A store made before `counters` existed (simulated: the db dropped) is
  * refused at open, not read as if it had no increments. */
-Test(store, counter_db_required, .init = setup, .fini = teardown)
+Test(store, counter_db_required, .init = store_dirs_setup, .fini = store_dirs_teardown)
 {
-    weft_store *s = store_open(dirs[0], 0, NULL);
+    weft_store *s = store_open(store_dirs[0], 0, NULL);
     weft_txn *t;
     OK(weft_txn_begin(s, 0, &t));
     OK(weft_inc(t, "c", "e", "n", 1, NULL));
@@ -377,7 +365,7 @@ Test(store, counter_db_required, .init = setup, .fini = teardown)
     MDB_dbi dbi;
     cr_assert_eq(mdb_env_create(&env), 0);
     cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
-    cr_assert_eq(mdb_env_open(env, dirs[0], 0, 0600), 0);
+    cr_assert_eq(mdb_env_open(env, store_dirs[0], 0, 0600), 0);
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
     cr_assert_eq(mdb_dbi_open(txn, "counters", 0, &dbi), 0);
     cr_assert_eq(mdb_drop(txn, dbi, 1), 0);
@@ -385,8 +373,8 @@ Test(store, counter_db_required, .init = setup, .fini = teardown)
     mdb_env_close(env);
     weft_options o;
     weft_options_init(&o);
-    ERR(WEFT_ECORRUPT, weft_store_open(dirs[0], &o, &s));
+    ERR(WEFT_ECORRUPT, weft_store_open(store_dirs[0], &o, &s));
     cr_assert_not_null(strstr(weft_last_error(), "counters"), "%s", weft_last_error());
     o.flags = WEFT_OPEN_CREATE;
-    ERR(WEFT_ECORRUPT, weft_store_open(dirs[0], &o, &s));
+    ERR(WEFT_ECORRUPT, weft_store_open(store_dirs[0], &o, &s));
 }

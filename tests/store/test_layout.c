@@ -1,5 +1,6 @@
-/* test_layout.c - the store's on-disk layout: ops keyed device | hlc (each
- * device's chain one run of keys), the version vector, dprev and counts
+/* test_layout.c - the store's on-disk layout: ops in device | hlc order (each
+ * device's chain one run, seen through the per-op dump; the blocks that hold
+ * it are test_oplog.c's), the version vector, dprev and counts
  * derived from ops / conflicts (no vv db, no device index, no per-commit
  * meta), the schema version,
  * the one-search field write path with its last-key cache, large register
@@ -18,22 +19,6 @@
 #include <unistd.h>
 
 #include "helpers.h"
-
-#define NDIRS 3
-static char *dirs[NDIRS];
-static void setup(void)
-{
-    for (int i = 0; i < NDIRS; i++) {
-        dirs[i] = tmpdir_new();
-    }
-}
-static void teardown(void)
-{
-    for (int i = 0; i < NDIRS; i++) {
-        rm_rf(dirs[i]);
-        free(dirs[i]);
-    }
-}
 
 /* A msgpack str of @p n chars ('a' + seed ...) in @p buf (cap >= n + 5). */
 static size_t long_str(uint8_t *buf, size_t n, unsigned seed)
@@ -105,9 +90,9 @@ static int has_db(const char *dir, const char *name)
  * reopen, a read txn, a write txn's cache and weft_store_info agree with what
  * was written, the "vv" dump keeps its old bytes, and there is neither a vv
  * database, nor a device index, nor per-commit counters in meta. */
-Test(store, vv_derived_from_ops, .init = setup, .fini = teardown)
+Test(store, vv_derived_from_ops, .init = store_dirs_setup, .fini = store_dirs_teardown)
 {
-    weft_store *a = store_open(dirs[0], 0, NULL), *b = store_open(dirs[1], 0, NULL);
+    weft_store *a = store_open(store_dirs[0], 0, NULL), *b = store_open(store_dirs[1], 0, NULL);
     weft_txn *t;
     weft_id last_a = {0, 0}, last_b = {0, 0}, id;
     uint8_t v[8];
@@ -126,7 +111,7 @@ Test(store, vv_derived_from_ops, .init = setup, .fini = teardown)
     uint64_t rng = 7;
     sync_one(a, b, 4, &rng); /* b: two devices */
     weft_store_close(&b);
-    b = store_open(dirs[1], 0, NULL);
+    b = store_open(store_dirs[1], 0, NULL);
 
     weft_vv *r = vv_read(b), *w = vv_write(b);
     cr_assert_eq(weft_vv_count(r), 2);
@@ -190,18 +175,18 @@ Test(store, vv_derived_from_ops, .init = setup, .fini = teardown)
     weft_vv_destroy(&w);
     weft_store_close(&a);
     weft_store_close(&b);
-    cr_assert_not(has_db(dirs[1], "vv"));
-    cr_assert_not(has_db(dirs[1], "by_device"));
-    cr_assert(has_db(dirs[1], "ops"));
+    cr_assert_not(has_db(store_dirs[1], "vv"));
+    cr_assert_not(has_db(store_dirs[1], "by_device"));
+    cr_assert(has_db(store_dirs[1], "ops"));
 }
 
 /* Invariant 7 (clock) now rests on the keys of ops: after a restart with the wall
  * clock set back, a local op is above every hlc held, our own and those
  * received from a peer whose clock ran ahead. */
-Test(store, hlc_floor_from_ops, .init = setup, .fini = teardown)
+Test(store, hlc_floor_from_ops, .init = store_dirs_setup, .fini = store_dirs_teardown)
 {
     uint64_t now_a = 1700000000000ull, now_b = now_a + 60000; /* b is a minute ahead */
-    weft_store *a = store_open(dirs[0], 0, &now_a), *b = store_open(dirs[1], 0, &now_b);
+    weft_store *a = store_open(store_dirs[0], 0, &now_a), *b = store_open(store_dirs[1], 0, &now_b);
     weft_txn *t;
     weft_id ida, idb, id;
     OK(weft_txn_begin(a, 0, &t));
@@ -215,7 +200,7 @@ Test(store, hlc_floor_from_ops, .init = setup, .fini = teardown)
     sync_one(b, a, 8, &rng);
     weft_store_close(&a);
     now_a -= 3600 * 1000;
-    a = store_open(dirs[0], 0, &now_a);
+    a = store_open(store_dirs[0], 0, &now_a);
     OK(weft_txn_begin(a, 0, &t));
     OK(weft_set(t, "c", "e", "f", "\x03", 1, &id));
     OK(weft_txn_commit(&t));
@@ -273,7 +258,7 @@ static int stream_checked(weft_txn *t, const weft_vv *have, opvec *out)
     return n;
 }
 
-/* Check the raw `ops` of @p s: 16-byte keys device | hlc, ascending, so each
+/* Check the per-op dump of `ops` of @p s: 16-byte keys device | hlc, ascending, so each
  * device's ops are one run; every key's op is found by its id through
  * weft__txn_get. Returns the number of ops; the first and last keys' devices go
  * to first_dev and last_dev. */
@@ -316,9 +301,9 @@ static size_t check_ops_keys(weft_store *s, uint64_t *first_dev, uint64_t *last_
  * device) order with each device's dprev chain and only what the other side
  * lacks; re-applied ops are duplicates (found by id); a gap is refused; all
  * of it again after a reopen; and a replica synced from it converges. */
-Test(store, ops_keyed_by_device, .init = setup, .fini = teardown)
+Test(store, ops_keyed_by_device, .init = store_dirs_setup, .fini = store_dirs_teardown)
 {
-    weft_store *a = store_open(dirs[0], 0, NULL), *c = store_open(dirs[2], 0, NULL);
+    weft_store *a = store_open(store_dirs[0], 0, NULL), *c = store_open(store_dirs[2], 0, NULL);
     weft_txn *t;
     enum { NA = 6 };
     OK(weft_txn_begin(a, 0, &t));
@@ -408,10 +393,10 @@ Test(store, ops_keyed_by_device, .init = setup, .fini = teardown)
         weft_vv_destroy(&r);
         weft_vv_destroy(&w);
         weft_store_close(&c);
-        c = store_open(dirs[2], 0, NULL);
+        c = store_open(store_dirs[2], 0, NULL);
     }
     /* a replica synced from c in small batches converges byte for byte */
-    weft_store *b = store_open(dirs[1], 0, NULL);
+    weft_store *b = store_open(store_dirs[1], 0, NULL);
     uint64_t rng = 99;
     sync_one(c, b, 5, &rng);
     cr_assert(dump_eq(c, b, "ops,fields,counters,entities,conflicts,vv"));
@@ -427,7 +412,7 @@ Test(store, ops_keyed_by_device, .init = setup, .fini = teardown)
  * `fields` is stale) and a raw put past it, read back against a model after
  * every txn; a second store given the same ops in one batch each converges
  * byte for byte. */
-Test(store, fields_mixed_order, .init = setup, .fini = teardown)
+Test(store, fields_mixed_order, .init = store_dirs_setup, .fini = store_dirs_teardown)
 {
     enum { NE = 60, NF = 4 };
     static int64_t model[NE][NF]; /* INT64_MIN: absent */
@@ -436,7 +421,7 @@ Test(store, fields_mixed_order, .init = setup, .fini = teardown)
             model[e][f] = INT64_MIN;
         }
     }
-    weft_store *s = store_open(dirs[0], 0, NULL);
+    weft_store *s = store_open(store_dirs[0], 0, NULL);
     uint64_t rng = 12345;
     weft_txn *t;
     uint8_t v[16];
@@ -498,7 +483,7 @@ Test(store, fields_mixed_order, .init = setup, .fini = teardown)
         weft_txn_abort(&t);
         cr_assert_gt(present, 0);
     }
-    weft_store *c = store_open(dirs[1], 0, NULL);
+    weft_store *c = store_open(store_dirs[1], 0, NULL);
     sync_one(s, c, 1000, &rng);
     cr_assert(dump_eq(s, c, "fields,entities,conflicts,vv"));
     weft_store_close(&c);
@@ -557,9 +542,9 @@ static int conflict_cb(const weft_conflict *c, void *user)
  * ref record, small, and every read (get, scan, entity read, conflicts, in
  * read and write txns) returns the value; replicas converge byte for byte;
  * a record that breaks the encoding is refused. */
-Test(store, long_values_in_log_only, .init = setup, .fini = teardown)
+Test(store, long_values_in_log_only, .init = store_dirs_setup, .fini = store_dirs_teardown)
 {
-    weft_store *a = store_open(dirs[0], 0, NULL), *b = store_open(dirs[1], 0, NULL);
+    weft_store *a = store_open(store_dirs[0], 0, NULL), *b = store_open(store_dirs[1], 0, NULL);
     uint8_t big[400], big2[400], small[16];
     size_t nbig = long_str(big, 300, 1), nbig2 = long_str(big2, WEFT__INLINE_MAX, 2);
     size_t nsmall = mp_int(small, sizeof small, 5);
@@ -661,17 +646,17 @@ Test(store, long_values_in_log_only, .init = setup, .fini = teardown)
 /* A key file other users may read (or write) is refused where the secret
  * key is used, with a message saying what to do; the store still opens and
  * reads. Made private again, it is accepted. */
-Test(store, exposed_key_file_refused, .init = setup, .fini = teardown)
+Test(store, exposed_key_file_refused, .init = store_dirs_setup, .fini = store_dirs_teardown)
 {
-    weft_store *s = store_open(dirs[0], 0, NULL);
+    weft_store *s = store_open(store_dirs[0], 0, NULL);
     weft_store_close(&s);
     char path[600];
-    snprintf(path, sizeof path, "%s/key", dirs[0]);
+    snprintf(path, sizeof path, "%s/key", store_dirs[0]);
     static const mode_t modes[] = {0640, 0604, 0620, 0666};
     uint8_t sk[WEFT_KEY_BYTES];
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         cr_assert_eq(chmod(path, modes[i]), 0);
-        s = store_open(dirs[0], 0, NULL);
+        s = store_open(store_dirs[0], 0, NULL);
         weft_info info;
         OK(weft_store_info(s, &info));
         ERR(WEFT_EAUTH, weft_store_secret_key(s, sk));
@@ -679,7 +664,7 @@ Test(store, exposed_key_file_refused, .init = setup, .fini = teardown)
         weft_store_close(&s);
     }
     cr_assert_eq(chmod(path, 0600), 0);
-    s = store_open(dirs[0], 0, NULL);
+    s = store_open(store_dirs[0], 0, NULL);
     OK(weft_store_secret_key(s, sk));
     weft_store_close(&s);
 }
@@ -688,9 +673,9 @@ Test(store, exposed_key_file_refused, .init = setup, .fini = teardown)
  * file holds the right public key but a wrong secret key opens and reads
  * (the check no longer costs every open), and weft_store_secret_key
  * refuses it. A swapped public key is still refused at open. */
-Test(store, secret_key_checked_lazily, .init = setup, .fini = teardown)
+Test(store, secret_key_checked_lazily, .init = store_dirs_setup, .fini = store_dirs_teardown)
 {
-    weft_store *s = store_open(dirs[0], 0, NULL);
+    weft_store *s = store_open(store_dirs[0], 0, NULL);
     uint8_t sk[WEFT_KEY_BYTES];
     OK(weft_store_secret_key(s, sk));
     weft_txn *t;
@@ -700,7 +685,7 @@ Test(store, secret_key_checked_lazily, .init = setup, .fini = teardown)
     weft_store_close(&s);
 
     char path[600];
-    snprintf(path, sizeof path, "%s/key", dirs[0]);
+    snprintf(path, sizeof path, "%s/key", store_dirs[0]);
     int fd = open(path, O_RDWR);
     cr_assert_geq(fd, 0);
     uint8_t b = 0;
@@ -711,7 +696,7 @@ Test(store, secret_key_checked_lazily, .init = setup, .fini = teardown)
 
     weft_options o;
     weft_options_init(&o);
-    OK(weft_store_open(dirs[0], &o, &s));
+    OK(weft_store_open(store_dirs[0], &o, &s));
     OK(weft_txn_begin(s, WEFT_TXN_RDONLY, &t));
     weft_field f;
     OK(weft_get(t, "c", "e", "f", &f));
@@ -722,12 +707,12 @@ Test(store, secret_key_checked_lazily, .init = setup, .fini = teardown)
     weft_store_close(&s);
 
     /* Public half from another store: refused at open, as before. */
-    weft_store *other = store_open(dirs[1], 0, NULL);
+    weft_store *other = store_open(store_dirs[1], 0, NULL);
     weft_store_close(&other);
     char opath[600];
-    snprintf(opath, sizeof opath, "%s/key", dirs[1]);
+    snprintf(opath, sizeof opath, "%s/key", store_dirs[1]);
     OK(unlink(path));
     OK(link(opath, path));
-    ERR(WEFT_ECORRUPT, weft_store_open(dirs[0], &o, &s));
+    ERR(WEFT_ECORRUPT, weft_store_open(store_dirs[0], &o, &s));
     cr_assert_not_null(strstr(weft_last_error(), "mismatch"), "%s", weft_last_error());
 }
