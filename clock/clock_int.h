@@ -51,13 +51,28 @@ void weft__hlc_floor(weft__hlc *c, uint64_t value);
  * exhausted (the physical part would pass 2^48 - 1 ms, year 10889). */
 int weft__hlc_tick(weft__hlc *c, uint64_t *out);
 
-/** How far @p remote is ahead of physical time, in ms (0 if not ahead). */
+/** Physical time now, in ms: one read of the clock's time source. */
+uint64_t weft__hlc_now(const weft__hlc *c);
+
+/** How far @p remote is ahead of physical time @p now_ms, in ms (0 if not
+ * ahead). */
+uint64_t weft__hlc_ahead_at(uint64_t remote, uint64_t now_ms);
+
+/** How far @p remote is ahead of physical time now, in ms (0 if not ahead):
+ * weft__hlc_ahead_at() at weft__hlc_now(). */
 uint64_t weft__hlc_ahead_ms(const weft__hlc *c, uint64_t remote);
 
-/** Observe a remote stamp: WEFT_ECLOCK (clock untouched) if it is more than
- * max_drift_ms ahead of physical time; otherwise raise the clock past it as
- * the paper's receive rule does and, when @p out is not NULL, write the
- * stamp the receive event gets. */
+/** Observe a remote stamp at physical time @p now_ms (a reading of the
+ * clock's time source, typically weft__hlc_now(), possibly taken earlier for
+ * a batch of stamps): WEFT_ECLOCK (clock untouched) if the stamp is more than
+ * max_drift_ms ahead of @p now_ms; otherwise raise the clock to
+ * max(last + 1, remote + 1, now_ms << 16), as the paper's receive rule does
+ * and, when @p out is not NULL, write that stamp (the receive event's).
+ * An earlier @p now_ms only makes the horizon stricter and the result no
+ * greater; invariant 1 holds whatever @p now_ms is. */
+int weft__hlc_recv_at(weft__hlc *c, uint64_t remote, uint64_t now_ms, uint64_t *out);
+
+/** weft__hlc_recv_at() at weft__hlc_now(): one read of the time source. */
 int weft__hlc_recv(weft__hlc *c, uint64_t remote, uint64_t *out);
 
 static inline uint64_t weft__hlc_make(uint64_t ms, uint32_t counter)

@@ -1,9 +1,14 @@
 /* hlc.c - hybrid logical clock: tick, receive, drift horizon.
  *
- * See clock_int.h for the packing and the rules. Invariants:
- *   1. tick() and recv() return values strictly above c->last and store them
- *      in c->last before returning.
+ * See clock_int.h for the packing and the rules. recv() reads the time source
+ * once and is recv_at() with that reading; recv_at() lets a caller that
+ * receives many stamps in a row (weft_apply) read it once for all of them.
+ * Invariants:
+ *   1. tick(), recv() and recv_at() return values strictly above c->last and
+ *      store them in c->last before returning.
  *   2. A failing call (WEFT_ECLOCK, WEFT_EOVERFLOW) leaves *c unchanged.
+ *   3. recv_at() uses the one given physical time for both the horizon check
+ *      and the receive rule; recv() is recv_at() at the time source's now.
  * Thread-safety: one thread at a time.
  */
 #include <time.h>
@@ -35,24 +40,27 @@ void weft__hlc_floor(weft__hlc *c, uint64_t value)
     }
 }
 
-/* Physical time as an hlc with counter 0, clamped to the 48-bit range. */
-static uint64_t physical(const weft__hlc *c)
+uint64_t weft__hlc_now(const weft__hlc *c)
 {
-    uint64_t ms = c->now_ms(c->now_user);
+    return c->now_ms(c->now_user);
+}
+
+/* Physical time @p ms as an hlc with counter 0, clamped to the 48-bit range. */
+static uint64_t physical(uint64_t ms)
+{
     if (ms > WEFT__HLC_MS_MAX) {
         ms = WEFT__HLC_MS_MAX;
     }
     return weft__hlc_make(ms, 0);
 }
 
-/* The next value after @p floor, or after physical time if that is later. */
-static int next_after(weft__hlc *c, uint64_t floor, uint64_t *out)
+/* The next value after @p floor, or @p pt (physical time) if that is later. */
+static int next_after(weft__hlc *c, uint64_t floor, uint64_t pt, uint64_t *out)
 {
     if (floor == UINT64_MAX) {
         return weft__err(WEFT_EOVERFLOW, "hybrid logical clock exhausted (0x%016llx)",
                          (unsigned long long)floor);
     }
-    uint64_t pt = physical(c);
     uint64_t v = floor + 1 > pt ? floor + 1 : pt;
     c->last = v;
     if (out != NULL) {
@@ -63,24 +71,33 @@ static int next_after(weft__hlc *c, uint64_t floor, uint64_t *out)
 
 int weft__hlc_tick(weft__hlc *c, uint64_t *out)
 {
-    return next_after(c, c->last, out);
+    return next_after(c, c->last, physical(weft__hlc_now(c)), out);
+}
+
+uint64_t weft__hlc_ahead_at(uint64_t remote, uint64_t now_ms)
+{
+    uint64_t rms = remote >> WEFT__HLC_COUNTER_BITS;
+    return rms > now_ms ? rms - now_ms : 0;
 }
 
 uint64_t weft__hlc_ahead_ms(const weft__hlc *c, uint64_t remote)
 {
-    uint64_t now = c->now_ms(c->now_user);
-    uint64_t rms = remote >> WEFT__HLC_COUNTER_BITS;
-    return rms > now ? rms - now : 0;
+    return weft__hlc_ahead_at(remote, weft__hlc_now(c));
 }
 
-int weft__hlc_recv(weft__hlc *c, uint64_t remote, uint64_t *out)
+int weft__hlc_recv_at(weft__hlc *c, uint64_t remote, uint64_t now_ms, uint64_t *out)
 {
-    uint64_t ahead = weft__hlc_ahead_ms(c, remote);
+    uint64_t ahead = weft__hlc_ahead_at(remote, now_ms);
     if (ahead > c->max_drift_ms) {
         return weft__err(WEFT_ECLOCK, "remote stamp is %llu ms ahead of our clock (horizon %u ms)",
                          (unsigned long long)ahead, c->max_drift_ms);
     }
-    return next_after(c, remote > c->last ? remote : c->last, out);
+    return next_after(c, remote > c->last ? remote : c->last, physical(now_ms), out);
+}
+
+int weft__hlc_recv(weft__hlc *c, uint64_t remote, uint64_t *out)
+{
+    return weft__hlc_recv_at(c, remote, weft__hlc_now(c), out);
 }
 
 /* ---- public helpers on stamps and ids ---- */

@@ -49,8 +49,9 @@ const char *weft__op_kind_name(weft__op_kind k)
 }
 
 /* A name view: 1..WEFT_NAME_MAX bytes, UTF-8, no NUL. @p bad is the code for
- * malformed names (EINVAL for callers, ECORRUPT for payloads). */
-static int name_ok(const uint8_t *s, size_t len, const char *what, int bad)
+ * malformed names (EINVAL for callers, ECORRUPT for payloads). @p utf8_known:
+ * the bytes were already validated as UTF-8 (weft__mp_read_str does). */
+static int name_check(const uint8_t *s, size_t len, const char *what, int bad, bool utf8_known)
 {
     if (len == 0) {
         return weft__err(bad, "%s name is empty", what);
@@ -62,10 +63,15 @@ static int name_ok(const uint8_t *s, size_t len, const char *what, int bad)
     if (memchr(s, 0, len) != NULL) {
         return weft__err(bad, "%s name contains a NUL byte", what);
     }
-    if (!weft__utf8_valid(s, len)) {
+    if (!utf8_known && !weft__utf8_valid(s, len)) {
         return weft__err(bad, "%s name is not valid UTF-8", what);
     }
     return 0;
+}
+
+static int name_ok(const uint8_t *s, size_t len, const char *what, int bad)
+{
+    return name_check(s, len, what, bad, false);
 }
 
 int weft__name_check(const char *name, const char *what, size_t *len)
@@ -184,8 +190,8 @@ static int read_name(weft__mp_reader *r, weft_bytes *v, const char *what)
     const uint8_t *s;
     uint32_t n;
     int rc = weft__mp_read_str(r, &s, &n);
-    if (rc == 0) {
-        rc = name_ok(s, n, what, WEFT_ECORRUPT);
+    if (rc == 0) { /* mp_read_str refused invalid UTF-8: not checked twice */
+        rc = name_check(s, n, what, WEFT_ECORRUPT, true);
     }
     if (rc == 0) {
         v->ptr = s;

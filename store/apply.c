@@ -601,6 +601,10 @@ static int check_prev(weft_txn *t, size_t i, weft_id id, const weft__op *op)
 static int apply_ops(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *r)
 {
     weft_store *s = t->s;
+    /* One read of the wall clock for the batch: every op's horizon check and
+     * receive rule use it (an earlier now only defers more, never less, and
+     * the clock still moves past every stamp applied). */
+    uint64_t now = n > 0 ? weft__hlc_now(&s->clock) : 0;
     for (size_t i = 0; i < n; i++) {
         r->failed_at = i;
         const weft_op *o = &ops[i];
@@ -664,10 +668,9 @@ static int apply_ops(weft_txn *t, const weft_op *ops, size_t n, weft_apply_resul
         if ((rc = check_prev(t, i, id, &op)) != 0) {
             return rc;
         }
-        uint64_t ahead = weft__hlc_ahead_ms(&s->clock, id.hlc);
-        if (weft__hlc_recv(&s->clock, id.hlc, NULL) == WEFT_ECLOCK) {
+        if (weft__hlc_recv_at(&s->clock, id.hlc, now, NULL) == WEFT_ECLOCK) {
             r->deferred = n - i;
-            r->skew_ms = ahead;
+            r->skew_ms = weft__hlc_ahead_at(id.hlc, now);
             r->failed_at = n;
             weft__err_clear();
             return 0;

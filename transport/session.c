@@ -69,7 +69,8 @@
  *      merged the batch into the peer's acknowledged vector committed.
  *   2. out_seq - acked_seq <= window: at most `window` OPS frames are ever
  *      unacknowledged, each <= WEFT__BATCH_OPS ops and WEFT__BATCH_BYTES
- *      payload bytes (or one op), so memory is bounded whatever the backlog.
+ *      payload bytes (or one op), so <= WEFT__OPS_FRAME_MAX bytes encoded:
+ *      memory is bounded whatever the backlog.
  *   3. Every frame queued is at most WEFT__MSG_MAX bytes (the encoders check).
  *   4. Once closed (closed != 0) the session changes nothing: recv and poll
  *      return the closing code (WEFT__SESSION_BYE after a goodbye either

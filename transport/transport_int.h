@@ -23,7 +23,8 @@
  *      emits the ACK only after that transaction committed. ACKs it receives
  *      are kept exact in memory and persisted lazily (weft__session_save).
  *   3. A session never holds more than WEFT__WINDOW unacknowledged OPS
- *      batches, so its memory is bounded whatever the backlog.
+ *      batches, each at most WEFT__OPS_FRAME_MAX bytes encoded, so its
+ *      memory is bounded whatever the backlog.
  *   4. weft__msg_decode allocates at most O(WEFT__BATCH_OPS) before it has
  *      checked the input holds that many ops.
  * Thread-safety: a session is confined to one thread (the engine's, or a
@@ -50,6 +51,19 @@
 #define WEFT__BATCH_OPS      4096u        /* ops per OPS message */
 #define WEFT__BATCH_BYTES    (1u << 20)   /* payload bytes per OPS (one bigger op goes alone) */
 #define WEFT__WINDOW         4u           /* unacknowledged OPS per session */
+/* The framing of an OPS at its largest: the message's head (fixarray,
+ * type, seq as uint64, array32 header: 1 + 1 + 9 + 5) and each op's
+ * (fixarray, hlc, device and dprev as uint64, bin32 header: 1 + 27 + 5). */
+#define WEFT__OPS_HEAD_MAX   16u
+#define WEFT__OPS_OP_MAX     33u
+/* The largest OPS frame a session encodes: a full batch (<= WEFT__BATCH_OPS
+ * ops, <= WEFT__BATCH_BYTES payload bytes) at its largest framing. One op
+ * alone of WEFT_PAYLOAD_MAX (~1.02 MiB) is smaller. With 4096 ops this is
+ * 16 + 4096 * 33 + 1 MiB = 1,183,760 bytes, under WEFT__MSG_MAX (wire.c
+ * asserts both at compile time), so a full batch always encodes; a
+ * session's window holds at most WEFT__WINDOW of them (~4.5 MiB). */
+#define WEFT__OPS_FRAME_MAX \
+    (WEFT__OPS_HEAD_MAX + WEFT__OPS_OP_MAX * WEFT__BATCH_OPS + WEFT__BATCH_BYTES)
 #define WEFT__VV_DIGEST_BYTES 12u         /* a HELLO's vector digest */
 #define WEFT__HEARTBEAT_MS   1000u
 #define WEFT__DEAD_MS        5000u

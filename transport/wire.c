@@ -40,7 +40,15 @@
 #include "../store/store_int.h"
 #include "transport_int.h"
 
-#define MIN_OP_BYTES   6u /* fixarray + 3 fixint + bin8 header with len 0 */
+#define MIN_OP_BYTES 6u /* fixarray + 3 fixint + bin8 header with len 0 */
+
+/* weft__msg_ops writes at most WEFT__OPS_HEAD_MAX + WEFT__OPS_OP_MAX per op
+ * besides the payloads, so a batch within the session's limits (a full
+ * batch, or one op alone) always fits in a message. */
+_Static_assert(WEFT__OPS_FRAME_MAX <= WEFT__MSG_MAX, "a full OPS batch must fit in a message");
+_Static_assert(WEFT__OPS_HEAD_MAX + WEFT__OPS_OP_MAX + WEFT_PAYLOAD_MAX <= WEFT__OPS_FRAME_MAX,
+               "one op alone must fit in the largest OPS frame");
+_Static_assert(WEFT__BATCH_OPS <= UINT32_MAX, "the op count is a msgpack array32");
 #define ERROR_TEXT_MAX 256u
 #define VV_MAX         65536u
 

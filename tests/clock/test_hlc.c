@@ -1,6 +1,7 @@
 /* test_hlc.c - the hybrid logical clock: the paper's send and receive rules,
  * monotonicity under a misbehaving wall clock, counter carry, the drift
- * horizon, flooring after a restart, exhaustion.
+ * horizon, receiving at a given physical time (recv_at), flooring after a
+ * restart, exhaustion.
  *
  * Every test injects its wall clock (a variable the test moves), so nothing
  * here depends on real time except wall_clock_default.
@@ -191,6 +192,96 @@ Test(clock, drift_horizon)
     now += 10;
     cr_assert_eq(weft__hlc_recv(&c, MK(now + 5000, 0), &out), 0);
     cr_assert_eq(out, MK(now + 5000, 1));
+}
+
+/* A time source that counts its reads. */
+struct counted {
+    uint64_t now;
+    unsigned reads;
+};
+
+static uint64_t counted_now(void *user)
+{
+    struct counted *t = user;
+    t->reads++;
+    return t->now;
+}
+
+/* recv_at(now) is recv() with a time source reading now: same result, same
+ * error, same clock afterwards, for stamps behind, at and beyond the horizon,
+ * a wall clock that steps back, and a clamped one. */
+Test(clock, recv_at_equals_recv)
+{
+    static const uint64_t walls[] = {
+        100000, 100000, 99000, 100001, 100001, 0, 250000, 250000, WEFT__HLC_MS_MAX + 7};
+    static const int64_t offs[] = {-100000, -50, -1, 0, 1, 4999, 5000, 5001, 9000};
+    struct counted ta = {0, 0}, tb = {0, 0};
+    weft__hlc a, b;
+    weft__hlc_init(&a, 5000, counted_now, &ta);
+    weft__hlc_init(&b, 5000, counted_now, &tb);
+    for (size_t w = 0; w < sizeof walls / sizeof walls[0]; w++) {
+        for (size_t k = 0; k < sizeof offs / sizeof offs[0]; k++) {
+            for (uint32_t ctr = 0; ctr <= 0xffff; ctr += 0xffff) {
+                uint64_t now = walls[w];
+                tb.now = now;
+                int64_t ms = (int64_t)now + offs[k];
+                uint64_t remote = MK(ms < 0 ? 0 : (uint64_t)ms, ctr);
+                uint64_t oa = 1, ob = 1;
+                int ra = weft__hlc_recv_at(&a, remote, now, &oa);
+                int rb = weft__hlc_recv(&b, remote, &ob);
+                cr_assert_eq(ra, rb, "wall %zu off %zu ctr %u", w, k, ctr);
+                cr_assert_eq(oa, ob, "wall %zu off %zu ctr %u", w, k, ctr);
+                cr_assert_eq(a.last, b.last, "wall %zu off %zu ctr %u", w, k, ctr);
+                if (ra == 0) {
+                    cr_assert_eq(oa, a.last);
+                }
+            }
+        }
+    }
+    cr_assert_eq(ta.reads, 0, "recv_at never reads the time source");
+    cr_assert_gt(tb.reads, 0);
+}
+
+/* The horizon and the receive rule use the given now, not the time source. */
+Test(clock, recv_at_uses_given_now)
+{
+    struct counted t = {100000, 0};
+    weft__hlc c;
+    weft__hlc_init(&c, 5000, counted_now, &t);
+    uint64_t out = 7;
+    /* 10 s ahead of the source, 1 s ahead of the given now: accepted. */
+    cr_assert_eq(weft__hlc_recv_at(&c, MK(110000, 3), 109000, &out), 0, "%s", weft_last_error());
+    cr_assert_eq(out, MK(110000, 4));
+    /* Behind the given now: physical time (the given now) wins. */
+    cr_assert_eq(weft__hlc_recv_at(&c, MK(50, 0), 120000, &out), 0);
+    cr_assert_eq(out, MK(120000, 0));
+    cr_assert_eq(c.last, MK(120000, 0));
+    /* Within the source's horizon but beyond the given now's: refused, and
+     * nothing moves. */
+    uint64_t before = c.last;
+    out = 7;
+    cr_assert_eq(weft__hlc_recv_at(&c, MK(104000, 0), 98999, &out), WEFT_ECLOCK);
+    cr_assert_eq(out, 7, "out untouched on failure");
+    cr_assert_eq(c.last, before, "clock untouched");
+    cr_assert(strstr(weft_last_error(), "5001") != NULL, "message: %s", weft_last_error());
+    cr_assert_eq(weft__hlc_ahead_at(MK(104000, 0), 98999), 5001);
+    cr_assert_eq(weft__hlc_ahead_at(MK(104000, 0xffff), 104000), 0);
+    cr_assert_eq(weft__hlc_ahead_at(MK(104000, 0), 200000), 0);
+    /* Exactly at the horizon of the given now is accepted. */
+    cr_assert_eq(weft__hlc_recv_at(&c, MK(125000, 0), 120000, &out), 0);
+    cr_assert_eq(out, MK(125000, 1));
+    /* A given now behind the clock (a stale batch reading) still moves it
+     * strictly forward (invariant 1). */
+    cr_assert_eq(weft__hlc_recv_at(&c, MK(10, 0), 1, &out), 0);
+    cr_assert_eq(out, MK(125000, 2));
+    /* A given now past the 48-bit range is clamped as the source's is. */
+    weft__hlc d;
+    weft__hlc_init(&d, 5000, counted_now, &t);
+    cr_assert_eq(weft__hlc_recv_at(&d, MK(1, 0), WEFT__HLC_MS_MAX + 100, &out), 0);
+    cr_assert_eq(out, MK(WEFT__HLC_MS_MAX, 0));
+    cr_assert_eq(t.reads, 0, "the time source was never read");
+    cr_assert_eq(weft__hlc_now(&c), 100000);
+    cr_assert_eq(t.reads, 1);
 }
 
 /* After a restart the store floors the clock with the persisted last value. */

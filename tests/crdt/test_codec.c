@@ -424,11 +424,132 @@ Test(crdt, utf8)
         {"\xe2\x82", false},
         {"\xc3\x28", false},
         {"01234567\xc3", false},
+        /* Around the 8-byte fast path: sequences straddling a word boundary,
+         * and bad bytes right after 8 or more ASCII bytes. */
+        {"0123456\xc3\xa9", true},
+        {"012345\xe2\x82\xac", true},
+        {"0123456\xe2\x82\xac", true},
+        {"01234\xf0\x9f\x98\x80", true},
+        {"0123456\xf0\x9f\x98\x80wxyzwxyz", true},
+        {"0123456789abcde\xf4\x8f\xbf\xbf", true},
+        {"\xc3\xa9wxyz0123456789ab\xc3\xa9", true},
+        {"01234567\x80", false},
+        {"0123456789\xff", false},
+        {"0123456789abcdef\xbf", false},
+        {"01234567\xc0\xaf", false},
+        {"0123456789\xc1\xbf", false},
+        {"01234567\xe0\x80\xaf", false},
+        {"0123456\xe0\x9f\xbf", false},
+        {"01234567\xed\xa0\x80", false},
+        {"0123456789abcde\xed\xbf\xbf", false},
+        {"01234567\xf0\x80\x80\xaf", false},
+        {"0123456\xf0\x8f\xbf\xbf", false},
+        {"01234567\xf4\x90\x80\x80", false},
+        {"01234567\xf5\x80\x80\x80", false},
+        {"0123456\xe2\x82", false},
+        {"0123456789abcde\xf0\x9f\x98", false},
+        {"0123456\xc3\x28wxyzwxy", false},
+        {"\xc3\xa9wxyz0123456789ab\x80", false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cr_assert_eq(weft__utf8_valid((const uint8_t *)cases[i].s, strlen(cases[i].s)), cases[i].ok,
                      "case %zu", i);
     }
+}
+
+/* A plain reference for weft__utf8_valid: decode each sequence and check the
+ * code point (no overlong form, no surrogate, at most U+10FFFF). */
+static bool utf8_ref(const uint8_t *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        uint8_t c = s[i];
+        size_t n = c < 0x80                ? 0
+                   : c >= 0xc0 && c < 0xe0 ? 1
+                   : c >= 0xe0 && c < 0xf0 ? 2
+                   : c >= 0xf0 && c < 0xf8 ? 3
+                                           : 9;
+        if (n == 9 || len - i <= n) {
+            return false;
+        }
+        uint32_t cp = n == 0 ? c : c & (0x3fu >> n);
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) {
+                return false;
+            }
+            cp = cp << 6 | (s[i + k] & 0x3fu);
+        }
+        static const uint32_t least[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return false;
+        }
+        i += n + 1;
+    }
+    return true;
+}
+
+/* The fast path and the byte-wise path agree with the reference wherever a
+ * sequence, good or bad, falls relative to the 8-byte words: random strings
+ * of ASCII runs and byte sequences (valid, truncated, overlong, surrogate,
+ * out of range, stray), checked at every start offset and length. */
+Test(crdt, utf8_matches_reference)
+{
+    static const char *const pieces[] = {
+        "a",
+        "0123456",
+        "01234567",
+        "abcdefghijklmnopq",
+        "\xc3\xa9",
+        "\xe2\x82\xac",
+        "\xf0\x9f\x98\x80",
+        "\xf4\x8f\xbf\xbf",
+        "\xed\x9f\xbf",
+        "\xc3",
+        "\xe2\x82",
+        "\xf0\x9f\x98",
+        "\x80",
+        "\xbf",
+        "\xc0\xaf",
+        "\xc1\xbf",
+        "\xe0\x80\xaf",
+        "\xe0\x9f\xbf",
+        "\xed\xa0\x80",
+        "\xf0\x8f\xbf\xbf",
+        "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80",
+        "\xff",
+        "\x7f",
+    };
+    enum { NP = sizeof pieces / sizeof pieces[0] };
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    uint8_t buf[96];
+    unsigned valid = 0, invalid = 0;
+    for (int round = 0; round < 1500; round++) {
+        size_t len = 0;
+        for (;;) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* mostly valid pieces, so that long valid strings occur too */
+            size_t k = (x >> 8) % 16 < 13 ? (x >> 16) % 9 : (x >> 16) % NP;
+            size_t pl = strlen(pieces[k]);
+            if (len + pl > sizeof buf) {
+                break;
+            }
+            memcpy(buf + len, pieces[k], pl);
+            len += pl;
+            if ((x >> 40) % 8 == 0) {
+                break;
+            }
+        }
+        for (size_t off = 0; off < 9 && off <= len; off++) {
+            for (size_t n = 0; off + n <= len; n++) {
+                bool want = utf8_ref(buf + off, n);
+                cr_assert_eq(weft__utf8_valid(buf + off, n), want, "round %d off %zu len %zu",
+                             round, off, n);
+                *(want ? &valid : &invalid) += 1;
+            }
+        }
+    }
+    cr_assert_gt(valid, 1000);
+    cr_assert_gt(invalid, 1000);
 }
 
 /* ---------------------------------------------------------------- ops */

@@ -405,24 +405,50 @@ json_t *peer_of(const char *dir, const char *name)
     return NULL;
 }
 
-/* Write @p n ops (notes big-<i>, field v, a ~100-byte string) through the API. */
-void fill(const char *dir, int n)
+static int first_payload(const weft_op *op, void *user)
 {
+    *(size_t *)user = op->payload.len;
+    return 1; /* the first op is enough */
+}
+
+/* Write @p n ops (entities big-<i> of collection bulk, field v, a string
+ * padded so that each payload is exactly @p payload bytes) through the API. */
+void fill_sized(const char *dir, int n, size_t payload)
+{
+    /* SET [0, "bulk", "big-NNNNNN", "v", value, bin(no prev)]: 22 bytes
+     * besides the value (crdt/op.c), a str of 1 header byte up to 31 bytes
+     * and of 2 up to 255. */
+    enum { FIXED = 22 };
+    cr_assert(n >= 0 && n <= 1000000, "%d ops: entity ids have 6 digits", n);
+    cr_assert(payload >= FIXED + 1 + 10 && payload <= FIXED + 2 + 255, "payload %zu", payload);
+    size_t vlen = payload - FIXED - 1 <= 31 ? payload - FIXED - 1 : payload - FIXED - 2;
     weft_store *s = NULL;
     cr_assert_eq(weft_store_open(dir, NULL, &s), 0, "%s", weft_last_error());
     weft_txn *t = NULL;
     cr_assert_eq(weft_txn_begin(s, 0, &t), 0);
-    char id[32], val[128];
+    char id[32], val[256];
     for (int i = 0; i < n; i++) {
         snprintf(id, sizeof id, "big-%06d", i);
-        snprintf(val, sizeof val,
-                 "op %06d of a large backlog, padded to about a hundred bytes "
-                 "so batches are cut by count",
-                 i);
+        int k = snprintf(val, sizeof val, "op %06d ", i);
+        memset(val + k, '.', vlen - (size_t)k);
+        val[vlen] = 0;
         cr_assert_eq(weft_set_str(t, "bulk", id, "v", val), 0, "%s", weft_last_error());
     }
     cr_assert_eq(weft_txn_commit(&t), 0, "%s", weft_last_error());
+    if (n > 0) { /* every payload has the size of the first (fixed widths) */
+        size_t got = 0;
+        cr_assert_eq(weft_txn_begin(s, WEFT_TXN_RDONLY, &t), 0);
+        cr_assert_geq(weft_ops_since(t, NULL, first_payload, &got), 0);
+        weft_txn_abort(&t);
+        cr_assert_eq(got, payload, "fill wrote %zu-byte payloads, not %zu (op encoding changed?)",
+                     got, payload);
+    }
     weft_store_close(&s);
+}
+
+void fill(const char *dir, int n)
+{
+    fill_sized(dir, n, FILL_PAYLOAD);
 }
 
 /* Ops held by a store (read through the API: fast enough to poll). */

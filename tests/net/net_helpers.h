@@ -109,7 +109,17 @@ void same_state(const char *a, const char *b);
 json_int_t status_int(const char *dir, const char *key);
 /* The peer @p name in `peer ls --json` of @p dir (caller decrefs). */
 json_t *peer_of(const char *dir, const char *name);
-/* Write @p n ~100-byte ops (collection bulk) through the API, one txn. */
+/* fill() writes ops of FILL_PAYLOAD bytes each, so that a sender cuts a
+ * batch of them by the payload-byte cap of an OPS (1 MiB, protocol.md) at
+ * exactly FILL_BATCH ops (4,096, the op-count cap too): a backlog of them
+ * is ~20 batches at 80,000 ops. */
+#define FILL_PAYLOAD 256u
+#define FILL_BATCH   ((1u << 20) / FILL_PAYLOAD)
+/* Write @p n ops (collection bulk, entities big-<i>, 0 <= i < 10^6) of
+ * exactly @p payload bytes each (33..279) through the API, one txn; the size
+ * is checked on the first op written. */
+void fill_sized(const char *dir, int n, size_t payload);
+/* fill_sized(dir, n, FILL_PAYLOAD). */
 void fill(const char *dir, int n);
 /* Ops held by @p dir (0 if it cannot be opened). */
 uint64_t ops_of(const char *dir);

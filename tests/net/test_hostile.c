@@ -62,6 +62,12 @@
 #define MSG_CAP         (4u << 20) /* ZMQ_MAXMSGSIZE */
 #define WINDOW_CAP      4u         /* unacknowledged OPS */
 #define VV_CAP          65536u     /* devices in a version vector */
+/* fill()'s ops (FILL_PAYLOAD bytes) make batches of FILL_BATCH ops, cut by
+ * their bytes; ops of SMALL_PAYLOAD bytes make full batches of BATCH_OPS. */
+#define SMALL_PAYLOAD   48u
+_Static_assert(FILL_BATCH == BATCH_BYTES_CAP / FILL_PAYLOAD && FILL_BATCH <= BATCH_OPS,
+               "fill()'s batches must be cut by bytes");
+_Static_assert(SMALL_PAYLOAD <= BATCH_BYTES_CAP / BATCH_OPS, "a full batch of small ops");
 
 TestSuite(hostile, .init = net_setup, .fini = net_teardown, .timeout = 150);
 
@@ -848,47 +854,47 @@ Test(hostile, trusted_peer_replaying_batches_changes_nothing)
     const char *ep = endpoint();
     trust(a, "b", b, ep, 0);
     trust(b, "a", a, NULL, 0);
-    enum { N = 2 * BATCH_OPS + 452 };
+    enum { N = 2 * FILL_BATCH + 452 }; /* two batches as a sender cuts them, and some */
     fill(a, N);
     oplist ops = ops_load(a);
     cr_assert_eq(ops.n, N);
-    const weft_op *b1 = ops.v, *b2 = ops.v + BATCH_OPS;
+    const weft_op *b1 = ops.v, *b2 = ops.v + FILL_BATCH;
     weft_vv *avv = vv_of(a);
     int sb = serve("b", NULL, b, ep, 0);
 
     /* Session 1: a raw client with a's keys, batches out of order. */
     rawc r = raw_as(a, b, ep);
     raw_hello(&r, avv);
-    raw_ops(&r, 1, b2, BATCH_OPS); /* the newer batch first: a gap */
+    raw_ops(&r, 1, b2, FILL_BATCH); /* the newer batch first: a gap */
     expect_ack(&r, 1, WEFT__ACK_GAP, b);
     cr_assert_eq(ops_of(b), 0, "a batch that leaves a gap was applied");
-    raw_ops(&r, 2, b1, BATCH_OPS);
+    raw_ops(&r, 2, b1, FILL_BATCH);
     expect_ack(&r, 2, WEFT__ACK_APPLIED, b);
-    cr_assert_eq(ops_of(b), BATCH_OPS);
-    raw_ops(&r, 3, b2, BATCH_OPS);
+    cr_assert_eq(ops_of(b), FILL_BATCH);
+    raw_ops(&r, 3, b2, FILL_BATCH);
     expect_ack(&r, 3, WEFT__ACK_APPLIED, b);
-    cr_assert_eq(ops_of(b), 2 * BATCH_OPS);
+    cr_assert_eq(ops_of(b), 2 * FILL_BATCH);
     char *before = export_of(b);
     char *sbefore = state(b);
     weft_vv *vbefore = vv_of(b);
     /* Replays: the older batch after the newer, then the newer again. */
-    raw_ops(&r, 4, b1, BATCH_OPS);
+    raw_ops(&r, 4, b1, FILL_BATCH);
     expect_ack(&r, 4, WEFT__ACK_APPLIED, b);
-    raw_ops(&r, 5, b2, BATCH_OPS);
+    raw_ops(&r, 5, b2, FILL_BATCH);
     expect_ack(&r, 5, WEFT__ACK_APPLIED, b);
     /* The same frame again (seq 5 twice): a protocol error. */
-    raw_ops(&r, 5, b2, BATCH_OPS);
+    raw_ops(&r, 5, b2, FILL_BATCH);
     expect_error(&r, WEFT_ECORRUPT, "out of order");
     raw_close(&r);
 
     /* Session 2: an old batch again (acknowledged, nothing changes), then
      * an op already held with other content (the payload of its successor)
      * in a batch with a new op: refused whole, nothing of it applied. */
-    weft_op forged[3] = {b1[10], b1[11], ops.v[2 * BATCH_OPS]};
+    weft_op forged[3] = {b1[10], b1[11], ops.v[2 * FILL_BATCH]};
     forged[1].payload = b1[12].payload;
     r = raw_as(a, b, ep);
     raw_hello(&r, avv);
-    raw_ops(&r, 1, b1, BATCH_OPS); /* first an old batch again, in a new session */
+    raw_ops(&r, 1, b1, FILL_BATCH); /* first an old batch again, in a new session */
     expect_ack(&r, 1, WEFT__ACK_APPLIED, b);
     raw_ops(&r, 2, forged, 3);
     expect_error(&r, WEFT_ECONFLICT, "different content");
@@ -901,14 +907,14 @@ Test(hostile, trusted_peer_replaying_batches_changes_nothing)
     cr_assert_str_eq(sbefore, safter);
     weft_vv *vafter = vv_of(b);
     cr_assert(vv_eq(vbefore, vafter));
-    cr_assert_eq(check_chains(b), 2 * BATCH_OPS);
+    cr_assert_eq(check_chains(b), 2 * FILL_BATCH);
 
     /* The server kept serving: the real a sends exactly the rest. */
     cr_assert(alive(sb), "the server died");
     char *out = OK(a, "sync", "b", "--timeout", "30");
     unsigned long sent, recv;
     sync_counts(out, &sent, &recv);
-    cr_assert_eq(sent, N - 2 * BATCH_OPS, "%s", out);
+    cr_assert_eq(sent, N - 2 * FILL_BATCH, "%s", out);
     cr_assert_eq(recv, 0);
     free(out);
     same_state(a, b);
@@ -928,7 +934,11 @@ Test(hostile, trusted_peer_replaying_batches_changes_nothing)
     ops_free(&ops);
 }
 
-#define BIG_OPS 80000 /* ops of the disk-full syncs (~20 batches, ~10 MiB in the receiver) */
+#define BIG_OPS   80000 /* ops of the disk-full syncs (~20 batches, ~20 MiB of payload) */
+/* The receiver's file size limit: its store's size and this. A batch of
+ * fill()'s ops is 1 MiB of payload (4,096 ops) and grows the store by over
+ * 1 MiB (log and fields): two batches commit, then the disk is full. */
+#define DISK_ROOM (3u << 20)
 
 Test(hostile, disk_full_in_serve_is_a_clear_error_and_sync_resumes_once_freed)
 {
@@ -937,7 +947,7 @@ Test(hostile, disk_full_in_serve_is_a_clear_error_and_sync_resumes_once_freed)
     trust(a, "b", b, ep, 0);
     trust(b, "a", a, NULL, 0);
     fill(a, BIG_OPS);
-    rlim_t lim = (rlim_t)data_size(b) + (1u << 20);
+    rlim_t lim = (rlim_t)data_size(b) + DISK_ROOM;
     int sb = serve_fsize("b", lim, b, ep);
 
     /* The sync fails with a clear error on both sides. */
@@ -954,7 +964,8 @@ Test(hostile, disk_full_in_serve_is_a_clear_error_and_sync_resumes_once_freed)
     uint64_t held = ops_of(b);
     cr_assert_gt(held, 0, "nothing committed before the disk filled up (raise the limit)");
     cr_assert_lt(held, BIG_OPS, "the disk never filled up (lower the limit)");
-    cr_assert_eq(held % BATCH_OPS, 0, "b holds %lu ops: not a batch boundary", (unsigned long)held);
+    cr_assert_eq(held % FILL_BATCH, 0, "b holds %lu ops: not a batch boundary",
+                 (unsigned long)held);
     cr_assert_eq(check_chains(b), held);
     json_t *st = OKJ(b, "status");
     cr_assert_eq(json_integer_value(json_object_get(st, "ops")), (json_int_t)held);
@@ -995,7 +1006,7 @@ Test(hostile, disk_full_in_one_shot_sync_is_a_clear_error_and_sync_resumes_once_
     trust(a, "b", b, NULL, 0);
     fill(a, BIG_OPS);
     int sa = serve("a", NULL, a, ep, 0);
-    rlim_t lim = (rlim_t)data_size(b) + (1u << 20);
+    rlim_t lim = (rlim_t)data_size(b) + DISK_ROOM;
 
     /* b pulls under the limit: exit 1, "disk full" on its stderr. */
     char *args[] = {(char *)WEFT_BIN, (char *)"--dir",     (char *)b,    (char *)"sync",
@@ -1011,7 +1022,8 @@ Test(hostile, disk_full_in_one_shot_sync_is_a_clear_error_and_sync_resumes_once_
     uint64_t held = ops_of(b);
     cr_assert_gt(held, 0, "nothing committed before the disk filled up (raise the limit)");
     cr_assert_lt(held, BIG_OPS);
-    cr_assert_eq(held % BATCH_OPS, 0, "b holds %lu ops: not a batch boundary", (unsigned long)held);
+    cr_assert_eq(held % FILL_BATCH, 0, "b holds %lu ops: not a batch boundary",
+                 (unsigned long)held);
     cr_assert_eq(check_chains(b), held);
     char *st = OK(b, "status");
     free(st);
@@ -1120,20 +1132,23 @@ Test(hostile, wire_caps_hit_exactly_and_exceeded_by_one_over_a_socket)
     const char *ep = endpoint();
     trust(b, "a", a, NULL, 0);
     enum { B_BATCHES = 10 };
-    fill(a, BATCH_OPS + 2);
-    fill(b, B_BATCHES * BATCH_OPS);
+    /* a's ops are small, so that BATCH_OPS of them are within the byte cap */
+    fill_sized(a, BATCH_OPS + 2, SMALL_PAYLOAD);
+    fill(b, B_BATCHES * FILL_BATCH);
     oplist ops = ops_load(a);
     weft_vv *bvv = vv_of(b);
-    uint64_t b_ops = B_BATCHES * BATCH_OPS;
+    uint64_t b_ops = B_BATCHES * FILL_BATCH;
     int sb = serve("b", NULL, b, ep, 0);
 
     /* Ops per OPS: 4,097 is refused whole (ELIMIT); 4,096 is applied. */
+    char over_ops[32];
+    snprintf(over_ops, sizeof over_ops, "%d ops", BATCH_OPS + 1);
     rawc r = raw_as(a, b, ep);
     raw_hello(&r, bvv);
     weft__buf m = {NULL, 0, 0};
     ops_by_hand(&m, 1, ops.v, BATCH_OPS + 1);
     raw_send_buf(&r, &m);
-    expect_error(&r, WEFT_ELIMIT, "4097 ops");
+    expect_error(&r, WEFT_ELIMIT, over_ops);
     raw_close(&r);
     cr_assert_eq(ops_of(b), b_ops, "part of a 4,097-op batch was applied");
     r = raw_as(a, b, ep);
@@ -1268,7 +1283,7 @@ Test(hostile, wire_caps_hit_exactly_and_exceeded_by_one_over_a_socket)
 
     cr_assert(alive(sb), "the server died");
     char *log = slurp(procs[sb].log);
-    cr_assert_not_null(strstr(log, "4097 ops"), "serve log: %s", log);
+    cr_assert_not_null(strstr(log, over_ops), "serve log: %s", log);
     free(log);
     cr_assert_eq(stop(sb, SIGTERM), 0);
     weft_vv_destroy(&bvv);

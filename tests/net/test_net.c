@@ -47,9 +47,13 @@
 
 #include "net_helpers.h"
 
-#define BIG_OPS   80000 /* ops in the interrupted-sync tests (~20 batches) */
+#define BIG_OPS   80000 /* ops in the interrupted-sync tests (~20 batches of FILL_BATCH) */
 #define BATCH_OPS 4096  /* protocol.md: ops per OPS message */
 #define HOUR_MS   "3600000"
+
+/* fill()'s ops are cut into batches by their bytes (at FILL_BATCH ops), not
+ * by the op count first. */
+_Static_assert(FILL_BATCH <= BATCH_OPS, "fill()'s batches must be cut by bytes");
 
 TestSuite(net, .init = net_setup, .fini = net_teardown, .timeout = 150);
 
@@ -233,7 +237,8 @@ Test(net, sender_killed_mid_batch_leaves_no_partial_batch)
     uint64_t held = ops_of(b);
     cr_assert_lt(held, BIG_OPS, "the sync finished before the kill");
     cr_log_info("sender killed; receiver holds %lu of %d ops", (unsigned long)held, BIG_OPS);
-    cr_assert_eq(held % BATCH_OPS, 0, "b holds %lu ops: not a batch boundary", (unsigned long)held);
+    cr_assert_eq(held % FILL_BATCH, 0, "b holds %lu ops: not a batch boundary",
+                 (unsigned long)held);
     cr_assert_eq(check_chains(b), held);
     /* b is consistent and keeps serving: the rest arrives. */
     free(OK(a, "sync", "b", "--timeout", "30"));

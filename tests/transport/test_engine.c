@@ -916,6 +916,14 @@ Test(engine, refusals_are_persisted_and_rate_limited, .timeout = 30)
     rm_rf(dc);
 }
 
+/* "n<i>" padded with x to @p cap - 1 bytes. */
+static void backlog_id(char *id, size_t cap, int i)
+{
+    int k = snprintf(id, cap, "n%d-", i);
+    memset(id + k, 'x', cap - 1 - (size_t)k);
+    id[cap - 1] = 0;
+}
+
 /* A backlog many windows deep streams on acknowledgements alone: the
  * heartbeat and dead-peer timers are set far beyond the test's bound, and
  * the engine's 1 s status tick could move at most one window (4 batches) a
@@ -926,13 +934,19 @@ Test(engine, backlog_streams_on_acks_not_timers, .timeout = 30)
 {
     char *da = tmpdir_new(), *db = tmpdir_new();
     weft_store *a = store_new(da), *b = store_new(db);
-    /* 64 default batches: 16 windows, >= 16 s if each waited for the 1 s timer */
-    enum { N = 64 * WEFT__BATCH_OPS };
+    /* 64 default batches or more: 16 windows, >= 16 s if each waited for the
+     * 1 s timer. Each op's entity id is ID_BYTES long, so its payload is
+     * over 256 bytes and the payload-byte cap cuts a batch at fewer than
+     * WEFT__BATCH_BYTES / 256 = 4,096 ops, below the op-count cap: as many
+     * batches as 4x the ops with short ids would make, for a quarter of the
+     * ops (and so about the time this test took with 4,096-op batches). */
+    enum { ID_BYTES = 240, N = 64 * (WEFT__BATCH_BYTES / 256) };
+    _Static_assert(WEFT__BATCH_BYTES / 256 <= WEFT__BATCH_OPS, "batches cut by bytes");
     weft_txn *t = NULL;
     OK(weft_txn_begin(a, 0, &t));
-    char id[32];
+    char id[ID_BYTES + 1];
     for (int i = 0; i < N; i++) {
-        snprintf(id, sizeof id, "n%d", i);
+        backlog_id(id, sizeof id, i);
         OK(weft_set_str(t, "notes", id, "title", "backlog"));
     }
     OK(weft_txn_commit(&t));
@@ -950,7 +964,7 @@ Test(engine, backlog_streams_on_acks_not_timers, .timeout = 30)
     o.listen = NULL;
     OK(weft_sync_start(b, &o, &sb));
     OK(weft_sync_now(sb, "a"));
-    snprintf(id, sizeof id, "n%d", N - 1);
+    backlog_id(id, sizeof id, N - 1);
     cr_assert(wait_str(b, id, "backlog", 14000), "the backlog did not stream on ACKs alone");
     weft_sync_stop(&sb);
     weft_sync_stop(&sa);

@@ -312,7 +312,9 @@ Test(wire, caps_exceeded_by_one)
         weft__buf_free(&b);
     }
     /* An op count claimed by a 5-byte header, no bytes behind it: no allocation. */
-    static const uint8_t big_ops[] = {0x93, 0x02, 0x01, 0xdd, 0x00, 0x00, 0x10, 0x01}; /* 4,097 */
+    enum { OVER = WEFT__BATCH_OPS + 1 };
+    _Static_assert(OVER < 65536, "big_ops spells the count in its low two bytes");
+    static const uint8_t big_ops[] = {0x93, 0x02, 0x01, 0xdd, 0x00, 0x00, OVER >> 8, OVER & 0xff};
     static const uint8_t few_ops[] = {0x93, 0x02, 0x01, 0xdc, 0x03, 0xff};
     static const uint8_t big_vv[] = {0x92, 0x04, 0xdf, 0x00, 0x01, 0x00, 0x01};
     weft__alloc_fail_after(0);
