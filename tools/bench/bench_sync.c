@@ -65,6 +65,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/tcp.h>
+#include <lmdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -1110,6 +1111,100 @@ static uint64_t curve_handshake_bytes(const weft_bench_cfg *c)
 
 /* ================================================================ sync_initial */
 
+/* The raw LMDB reference: the ops A holds (copied out first, untimed),
+ * written into a fresh LMDB environment under @p dir as key device | hlc ->
+ * payload, RAW_LMDB_BATCH ops per durable commit (the receiver's batches),
+ * default flags: what storing the same bytes costs with nothing decoded,
+ * checked or materialised. Returns ms. */
+#define RAW_LMDB_BATCH 4096 /* ops per OPS message (docs/protocol.md) */
+struct rawops {
+    uint8_t (*key)[16];
+    MDB_val *val;
+    size_t n, cap;
+};
+
+static int rawops_cb(const weft_op *op, void *user)
+{
+    struct rawops *r = user;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 4096;
+        r->key = realloc(r->key, r->cap * sizeof *r->key);
+        r->val = realloc(r->val, r->cap * sizeof *r->val);
+        if (r->key == NULL || r->val == NULL) {
+            weft__bench_die("out of memory");
+        }
+    }
+    for (int b = 0; b < 8; b++) {
+        r->key[r->n][b] = (uint8_t)(op->id.device >> (56 - 8 * b));
+        r->key[r->n][8 + b] = (uint8_t)(op->id.hlc >> (56 - 8 * b));
+    }
+    void *copy = malloc(op->payload.len ? op->payload.len : 1);
+    if (copy == NULL) {
+        weft__bench_die("out of memory");
+    }
+    memcpy(copy, op->payload.ptr, op->payload.len);
+    r->val[r->n].mv_size = op->payload.len;
+    r->val[r->n].mv_data = copy;
+    r->n++;
+    return 0;
+}
+
+static double raw_lmdb_run(const struct rawops *r, const char *dir)
+{
+    MDB_env *env;
+    MDB_txn *t;
+    MDB_dbi dbi;
+    if (mdb_env_create(&env) != 0 || mdb_env_set_mapsize(env, (size_t)1 << 30) != 0 ||
+        mdb_env_open(env, dir, 0, 0600) != 0) {
+        weft__bench_die("raw LMDB: cannot open %s", dir);
+    }
+    uint64_t t0 = weft__bench_now_ns();
+    for (size_t i = 0; i < r->n; i += RAW_LMDB_BATCH) {
+        if (mdb_txn_begin(env, NULL, 0, &t) != 0 || mdb_dbi_open(t, NULL, 0, &dbi) != 0) {
+            weft__bench_die("raw LMDB: begin");
+        }
+        for (size_t k = i; k < r->n && k < i + RAW_LMDB_BATCH; k++) {
+            MDB_val key = {16, (void *)r->key[k]}, val = r->val[k];
+            if (mdb_put(t, dbi, &key, &val, 0) != 0) {
+                weft__bench_die("raw LMDB: put");
+            }
+        }
+        if (mdb_txn_commit(t) != 0) {
+            weft__bench_die("raw LMDB: commit");
+        }
+    }
+    double ms = ms_of(weft__bench_now_ns() - t0);
+    mdb_env_close(env);
+    return ms;
+}
+
+static double raw_lmdb_ref(const char *adir, const char *dir, double *runs)
+{
+    struct rawops r = {NULL, NULL, 0, 0};
+    weft_store *a = NULL;
+    weft_txn *t = NULL;
+    WCHECK(weft_store_open(adir, NULL, &a));
+    WCHECK(weft_txn_begin(a, WEFT_TXN_RDONLY, &t));
+    if (weft_ops_since(t, NULL, rawops_cb, &r) < 0) {
+        weft__bench_die("raw LMDB: reading A's log: %s", weft_last_error());
+    }
+    weft_txn_abort(&t);
+    weft_store_close(&a);
+    for (int i = 0; i < RAW_RUNS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "raw-lmdb-%d", i);
+        char *d = weft__bench_make_subdir(dir, name);
+        runs[i] = raw_lmdb_run(&r, d);
+        free(d);
+    }
+    for (size_t i = 0; i < r.n; i++) {
+        free(r.val[i].mv_data);
+    }
+    free(r.key);
+    free(r.val);
+    return weft__bench_quantile(runs, RAW_RUNS, 0.5);
+}
+
 void weft__bench_sync_initial(const weft_bench_cfg *c)
 {
     const size_t notes = c->quick ? 1000 : 10000;
@@ -1159,6 +1254,9 @@ void weft__bench_sync_initial(const weft_bench_cfg *c)
     double raw_ms = weft__bench_quantile(raw, RAW_RUNS, 0.5);
     double ratio = weft_ms / raw_ms;
     int ok = ratio <= TARGET_INIT_RATIO;
+    weft__bench_progress(c, "sync_initial: raw LMDB reference");
+    double lmdb_runs[RAW_RUNS];
+    double lmdb_ms = raw_lmdb_ref(adir, dir, lmdb_runs);
 
     struct jb j;
     jb_open(&j, NULL);
@@ -1196,19 +1294,30 @@ void weft__bench_sync_initial(const weft_bench_cfg *c)
     jb_num(&j, "ms_min", raw[0], 2);
     jb_num(&j, "ms_max", raw[RAW_RUNS - 1], 2);
     jb_close(&j);
+    jb_open(&j, "raw_lmdb");
+    jb_u64(&j, "ops", os.count);
+    jb_u64(&j, "ops_per_commit", RAW_LMDB_BATCH);
+    jb_num(&j, "ms_median", lmdb_ms, 2);
+    jb_num(&j, "ms_min", lmdb_runs[0], 2);
+    jb_num(&j, "ms_max", lmdb_runs[RAW_RUNS - 1], 2);
+    jb_num(&j, "over_raw_curve", lmdb_ms / raw_ms, 2);
+    jb_close(&j);
     jb_num(&j, "ratio", ratio, 2);
+    jb_num(&j, "ratio_to_raw_lmdb", weft_ms / lmdb_ms, 2);
     jb_open(&j, "targets");
     jb_num(&j, "ratio_max", TARGET_INIT_RATIO, 1);
     jb_bool(&j, "met", ok);
     jb_close(&j);
     jb_close(&j);
-    char sum[640];
+    char sum[800];
     snprintf(sum, sizeof sum,
              "sync_initial: %" PRIu64 " ops (%.1f MB payload) A -> B in %.1f ms (live %.1f ms), "
              "%.0f ops/s, %.2f MB on the wire in %" PRIu64 " OPS | raw CURVE same bytes %.1f ms "
-             "| ratio %.2f; target <= 2: %s",
+             "| ratio %.2f; target <= 2: %s | raw LMDB durable write of the same ops %.1f ms "
+             "(%.2fx raw CURVE; weft %.2fx it)",
              os.count, (double)os.total / 1e6, weft_ms, live_ms, (double)os.count / (weft_ms / 1e3),
-             (double)wire / 1e6, bs.batches, raw_ms, ratio, ok ? "met" : "MISSED");
+             (double)wire / 1e6, bs.batches, raw_ms, ratio, ok ? "met" : "MISSED", lmdb_ms,
+             lmdb_ms / raw_ms, weft_ms / lmdb_ms);
     weft__bench_emit(c, &j, sum);
 
     free(adir);
