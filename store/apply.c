@@ -686,25 +686,18 @@ static int apply_ops(weft_txn *t, const weft_op *ops, size_t n, weft_apply_resul
     return 0;
 }
 
-/* apply_ops with one fields cursor and one ops cursor for the whole batch
- * (closed before the batch's nested txn ends): a remote batch is mostly
- * runs of one device's ops, each appended where the last one went. */
+/* apply_ops with one fields cursor for the whole batch (closed before the
+ * batch's nested txn ends, with the ops cursor its appends opened): a
+ * remote batch is mostly runs of one device's ops, each appended where the
+ * last one went. */
 static int apply_batch(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *r)
 {
     int rc = weft__store_fcur_open(t);
     if (rc != 0) {
         return rc;
     }
-    if ((rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &t->ocur)) != 0) {
-        t->ocur = NULL;
-        weft__store_fcur_close(t);
-        return weft__store_mdb_err(rc, "writing the op log");
-    }
-    t->tail_valid = false;
     rc = apply_ops(t, ops, n, r);
-    mdb_cursor_close(t->ocur);
-    t->ocur = NULL;
-    t->tail_valid = false;
+    weft__oplog_cursor_drop(t);
     weft__store_fcur_close(t);
     return rc;
 }
@@ -738,6 +731,7 @@ int weft_apply(weft_txn *t, const weft_op *ops, size_t n, weft_apply_result *res
         if (nvv > 0) {
             memcpy(t->vv_save, t->vv, nvv * sizeof *t->vv);
         }
+        weft__oplog_cursor_drop(t); /* the parent's: unusable in the child */
         MDB_txn *parent = t->txn, *child;
         if ((rc = mdb_txn_begin(t->s->env, parent, 0, &child)) != 0) {
             return weft__store_mdb_err(rc, "beginning a nested transaction");

@@ -387,17 +387,24 @@ appended:
 
 int weft__oplog_append(weft_txn *t, weft_id id, const uint8_t *payload, size_t len)
 {
+    if (t->ocur == NULL) { /* kept until the MDB txn ends (weft__oplog_cursor_drop) */
+        int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &t->ocur);
+        if (rc != 0) {
+            t->ocur = NULL;
+            return mdb_fail(rc, "writing the op log");
+        }
+        t->tail_valid = false;
+    }
+    return append(t, t->ocur, id, payload, len);
+}
+
+void weft__oplog_cursor_drop(weft_txn *t)
+{
     if (t->ocur != NULL) {
-        return append(t, t->ocur, id, payload, len);
+        mdb_cursor_close(t->ocur);
+        t->ocur = NULL;
     }
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &c);
-    if (rc != 0) {
-        return mdb_fail(rc, "writing the op log");
-    }
-    rc = append(t, c, id, payload, len);
-    mdb_cursor_close(c);
-    return rc;
+    t->tail_valid = false;
 }
 
 /* ---- the runs: version vector and op count ---- */

@@ -252,10 +252,10 @@ struct weft_txn {
     MDB_cursor *fcur;
     bool fs_ready; /* t->fs holds the state of t->key, t->fcur is on it */
     bool fs_found; /* ... and the record exists */
-    /* The ops cursor of a weft_apply batch (NULL otherwise), and what the
-     * last append through it left: the cursor sits on the block (device,
-     * first) whose last op is (last, ord). oplog.c uses it only while
-     * tail_valid, which an append through another cursor never sets. */
+    /* The ops cursor every append of this MDB txn goes through (oplog.c;
+     * NULL until the first, and after weft__oplog_cursor_drop), and what
+     * the last append left: the cursor sits on the block (device, first)
+     * whose last op is (last, ord), valid while tail_valid. */
     MDB_cursor *ocur;
     bool tail_valid;
     uint64_t tail_device, tail_first, tail_last, tail_ord;
@@ -313,8 +313,14 @@ bool weft__vv_le(const weft_vv *a, const weft_vv *b);
  * WEFT_ECORRUPT, or an MDB error translated. */
 int weft__oplog_get(weft_txn *t, weft_id id, weft_bytes *payload);
 /** Append op @p id, its device's next (id.hlc above the vv cache's entry),
- * to the end of its device's run. Writes only `ops`. */
+ * to the end of its device's run. Writes only `ops`, through t->ocur, which
+ * it opens if needed and keeps (with the tail it appended to) until
+ * weft__oplog_cursor_drop. */
 int weft__oplog_append(weft_txn *t, weft_id id, const uint8_t *payload, size_t len);
+/** Close t->ocur and forget the tail: before t->txn ends or is replaced,
+ * and before a child txn of it begins (a parent's cursor is unusable
+ * meanwhile). */
+void weft__oplog_cursor_drop(weft_txn *t);
 typedef int (*weft__oplog_run_fn)(void *user, uint64_t device, uint64_t hlc, uint64_t nops);
 /** Call @p fn for each device's run in ops, ascending by device, with the
  * device's newest hlc and op count. A non-zero return of @p fn stops the

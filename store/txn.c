@@ -208,6 +208,7 @@ static int raw_begin(weft_txn *t)
 
 static void raw_abort(weft_txn *t)
 {
+    weft__oplog_cursor_drop(t);
     if (t->txn != NULL) {
         mdb_txn_abort(t->txn);
         t->txn = NULL;
@@ -370,6 +371,7 @@ void weft__store_group_stats(weft_store *s, uint64_t *commits, uint64_t *joined,
 static void txn_free(weft_txn *t)
 {
     weft__store_fcur_close(t);
+    weft__oplog_cursor_drop(t);
     if (t->follower) {
         if (t->txn != NULL) {
             mdb_txn_abort(t->txn); /* a child: frees nothing of the parent */
@@ -566,6 +568,7 @@ static int follower_regrow(weft_txn *t)
     weft_store *s = t->s;
     weft__group *g = &s->group;
     for (;;) {
+        weft__oplog_cursor_drop(t);
         if (t->txn != NULL) {
             mdb_txn_abort(t->txn);
             t->txn = NULL;
@@ -589,6 +592,7 @@ static int follower_regrow(weft_txn *t)
         }
         if (rc == 0 && (rc = weft__store_wstate_load(t)) == 0) {
             rc = replay(t);
+            weft__oplog_cursor_drop(t); /* the replay's; closed while it is ours */
         }
         if (rc != WEFT__EMAPFULL) {
             if (rc != 0) {
@@ -624,6 +628,8 @@ int weft__store_regrow(weft_txn *t)
         if (rc == 0) {
             WEFT__KILLPOINT(WEFT__KP_GROW_RESIZED);
             rc = replay(t);
+            /* The replay's cursor: followers may begin child txns next. */
+            weft__oplog_cursor_drop(t);
         }
         if (rc == 0) {
             WEFT__KILLPOINT(WEFT__KP_GROW_DONE);
@@ -677,6 +683,7 @@ static int follower_commit(weft_txn *t)
     int rc = weft__buf_reserve(&g->leader->journal, t->journal.len);
     pthread_mutex_unlock(&s->group_mu);
     if (rc == 0) {
+        weft__oplog_cursor_drop(t);
         rc = weft__store_mdb_err(mdb_txn_commit(t->txn), "committing into a group commit");
         t->txn = NULL; /* freed by LMDB whatever the outcome */
     }
@@ -761,6 +768,7 @@ int weft_txn_commit(weft_txn **txn_p)
         return follower_commit(t);
     }
     weft__store_fcur_close(t);
+    weft__oplog_cursor_drop(t); /* before followers' child txns begin */
     leader_admit(t);
     if (t->poisoned || t->txn == NULL) {
         /* a growth done for a follower failed: the parent is gone */
@@ -768,6 +776,7 @@ int weft_txn_commit(weft_txn **txn_p)
     } else {
         for (;;) {
             WEFT__KILLPOINT(WEFT__KP_COMMIT_BEFORE);
+            weft__oplog_cursor_drop(t); /* a replay below may have opened it */
             rc = mdb_txn_commit(t->txn);
             t->txn = NULL; /* freed by LMDB whatever the outcome */
             WEFT__KILLPOINT(WEFT__KP_COMMIT_AFTER);
