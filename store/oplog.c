@@ -477,6 +477,29 @@ uint64_t weft__oplog_device_last(MDB_txn *txn, MDB_dbi dbi, uint64_t device)
 
 /* ---- the dump: one record per op, whatever the blocks ---- */
 
+/* Append block (k, v)'s ops to @p out as dump records: 0, WEFT_ENOMEM or
+ * WEFT_ECORRUPT. */
+static int dump_block(const MDB_val *k, const MDB_val *v, weft__buf *out)
+{
+    blk b;
+    int rc = blk_open(&b, k, v);
+    while (rc == 0) {
+        uint8_t r[4 + WEFT__OPKEY_BYTES + 4];
+        weft__be32_put(r, WEFT__OPKEY_BYTES);
+        weft__store_opkey_put(r + 4, (weft_id){b.hlc, b.device});
+        weft__be32_put(r + 4 + WEFT__OPKEY_BYTES, (uint32_t)b.pl.len);
+        if ((rc = weft__buf_put(out, r, sizeof r)) != 0 ||
+            (rc = weft__buf_put(out, b.pl.ptr, b.pl.len)) != 0) {
+            return rc;
+        }
+        if ((rc = blk_next(&b)) == 0) {
+            return 0; /* the block's end */
+        }
+        rc = rc == 1 ? 0 : rc;
+    }
+    return rc;
+}
+
 int weft__oplog_dump(weft_txn *t, weft__buf *out)
 {
     MDB_cursor *c;
@@ -488,20 +511,7 @@ int weft__oplog_dump(weft_txn *t, weft__buf *out)
     int mrc;
     for (mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0 && rc == 0;
          mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        blk b;
-        int more = blk_open(&b, &k, &v);
-        for (more = more ? more : 1; more == 1; more = blk_next(&b)) {
-            uint8_t r[4 + WEFT__OPKEY_BYTES + 4];
-            weft__be32_put(r, WEFT__OPKEY_BYTES);
-            weft__store_opkey_put(r + 4, (weft_id){b.hlc, b.device});
-            weft__be32_put(r + 4 + WEFT__OPKEY_BYTES, (uint32_t)b.pl.len);
-            rc = weft__buf_put(out, r, sizeof r);
-            rc = rc ? rc : weft__buf_put(out, b.pl.ptr, b.pl.len);
-            if (rc != 0) {
-                break;
-            }
-        }
-        rc = rc ? rc : (more < 0 ? more : 0);
+        rc = dump_block(&k, &v, out);
     }
     mdb_cursor_close(c);
     if (rc == 0 && mrc != MDB_NOTFOUND && mrc != 0) {

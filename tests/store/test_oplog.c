@@ -5,7 +5,7 @@
  * within WEFT__BLOCK_CAP unless they hold one bigger op, hold exactly what
  * weft_ops_since streams and weft__txn_get finds; replicas given the same
  * ops in any batching hold byte-identical logs; damaged blocks are refused
- * with WEFT_ECORRUPT by every reader.
+ * with WEFT_ECORRUPT by every reader (the per-op dump too).
  *
  * Invariants: each test uses its own store directories and removes them.
  * Thread-safety: single-threaded.
@@ -368,8 +368,8 @@ Test(oplog, same_ops_same_bytes, .init = store_dirs_setup, .fini = store_dirs_te
 
 /* A block damaged on disk: every reader refuses it with WEFT_ECORRUPT (a
  * write txn's begin when it is a device's last block, weft_ops_since,
- * weft__txn_get and weft_store_info), and none reads outside it (the ASan
- * build checks). */
+ * weft__txn_get, weft_store_info and the per-op dump), and none reads
+ * outside it (the ASan build checks). */
 Test(oplog, damaged_blocks_are_refused, .init = store_dirs_setup, .fini = store_dirs_teardown)
 {
     static const struct {
@@ -417,6 +417,9 @@ Test(oplog, damaged_blocks_are_refused, .init = store_dirs_setup, .fini = store_
         opvec o = {0};
         ERR(WEFT_ECORRUPT, weft_ops_since(t, NULL, opvec_collect, &o));
         opvec_free(&o);
+        weft__buf d = {NULL, 0, 0};
+        ERR(WEFT_ECORRUPT, weft__store_dump(t, "ops", &d));
+        weft__buf_free(&d);
         uint8_t idb[WEFT__ID_BYTES];
         weft__id_put(idb, (weft_id){bad[i].hlc + 1, dev});
         weft_bytes pl;
