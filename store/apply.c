@@ -556,7 +556,8 @@ static int apply_one(weft_txn *t, weft_id id, const uint8_t *payload, size_t len
     }
     WEFT__KILLPOINT(WEFT__KP_OP_MATERIALISED);
 
-    /* 4. The vv cache (its truth, the op's key in ops, was written in step 2). */
+    /* 4. The vv cache (its truth, the end of the device's run in ops, was
+     * written in step 2). */
     (void)local;
     uint64_t have = weft__store_vv_get(t, id.device);
     if (id.hlc > have) {

@@ -114,6 +114,12 @@ static uint64_t key_device(const MDB_val *k)
     return weft__be64_get(k->mv_data);
 }
 
+/* Is @p k a key of @p device's run? (blk_open checks the rest of it.) */
+static bool key_in_run(const MDB_val *k, uint64_t device)
+{
+    return k->mv_size >= 8 && key_device(k) == device;
+}
+
 static int corrupt(const blk *b, const char *what)
 {
     return weft__err(WEFT_ECORRUPT, "op log block %016llx.%016llx is damaged: %s",
@@ -178,41 +184,7 @@ static int blk_last(blk *b)
     return rc;
 }
 
-static int mdb_fail(int rc, const char *what)
-{
-    return weft__store_mdb_err(rc, what);
-}
-
 /* ---- positioning ---- */
-
-/* Position @p c on the last block of @p device's run and parse it to its
- * last op into @p b. 0, WEFT_ENOTFOUND (no op of device), WEFT_ECORRUPT or a
- * translated MDB error. */
-static int run_end(MDB_cursor *c, uint64_t device, blk *b)
-{
-    MDB_val k, v;
-    uint8_t kb[WEFT__OPKEY_BYTES];
-    int rc;
-    if (device == UINT64_MAX) {
-        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
-    } else {
-        /* The run ends just before the first key of (device + 1, 0). */
-        weft__store_opkey_put(kb, (weft_id){0, device + 1});
-        k.mv_size = sizeof kb, k.mv_data = kb;
-        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-        rc = rc == MDB_NOTFOUND ? mdb_cursor_get(c, &k, &v, MDB_LAST)
-             : rc == 0          ? mdb_cursor_get(c, &k, &v, MDB_PREV)
-                                : rc;
-    }
-    if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size < 8 || key_device(&k) != device))) {
-        return WEFT_ENOTFOUND;
-    }
-    if (rc != 0) {
-        return mdb_fail(rc, "reading the op log");
-    }
-    rc = blk_open(b, &k, &v);
-    return rc ? rc : blk_last(b);
-}
 
 /* Position @p c on the block of @p device holding the greatest first hlc
  * <= @p hlc (MDB_NOTFOUND if none). */
@@ -229,10 +201,27 @@ static int block_at(MDB_cursor *c, uint64_t device, uint64_t hlc, MDB_val *k, MD
     rc = rc == MDB_NOTFOUND ? mdb_cursor_get(c, k, v, MDB_LAST)
          : rc == 0          ? mdb_cursor_get(c, k, v, MDB_PREV)
                             : rc;
-    if (rc == 0 && (k->mv_size < 8 || key_device(k) != device)) {
+    if (rc == 0 && !key_in_run(k, device)) {
         return MDB_NOTFOUND;
     }
     return rc;
+}
+
+/* Position @p c on the last block of @p device's run (the greatest first
+ * hlc <= UINT64_MAX) and parse it to its last op into @p b. 0,
+ * WEFT_ENOTFOUND (no op of device), WEFT_ECORRUPT or a translated MDB error. */
+static int run_end(MDB_cursor *c, uint64_t device, blk *b)
+{
+    MDB_val k, v;
+    int rc = block_at(c, device, UINT64_MAX, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return WEFT_ENOTFOUND;
+    }
+    if (rc != 0) {
+        return weft__store_mdb_err(rc, "reading the op log");
+    }
+    rc = blk_open(b, &k, &v);
+    return rc ? rc : blk_last(b);
 }
 
 /* Find op (device, hlc) with @p c: its block parsed up to it in @p b. */
@@ -244,7 +233,7 @@ static int find_op(MDB_cursor *c, weft_id id, blk *b)
         return WEFT_ENOTFOUND;
     }
     if (rc != 0) {
-        return mdb_fail(rc, "reading the op log");
+        return weft__store_mdb_err(rc, "reading the op log");
     }
     if ((rc = blk_open(b, &k, &v)) != 0) {
         return rc;
@@ -262,7 +251,7 @@ int weft__oplog_get(weft_txn *t, weft_id id, weft_bytes *payload)
     MDB_cursor *c;
     int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &c);
     if (rc != 0) {
-        return mdb_fail(rc, "reading the op log");
+        return weft__store_mdb_err(rc, "reading the op log");
     }
     blk b;
     rc = find_op(c, id, &b);
@@ -275,18 +264,18 @@ int weft__oplog_get(weft_txn *t, weft_id id, weft_bytes *payload)
 
 /* ---- appending ---- */
 
-/* Position @p c on the last block of id.device (whose last op is the vv
+/* Position t->ocur on the last block of @p device (whose last op is the vv
  * cache's entry @p have) and parse it to that op into @p b; the block's
  * bytes in @p v. Uses the tail the last append left when it is this one. */
-static int tail_block(weft_txn *t, MDB_cursor *c, uint64_t device, uint64_t have, blk *b,
-                      MDB_val *v)
+static int tail_block(weft_txn *t, uint64_t device, uint64_t have, blk *b, MDB_val *v)
 {
+    MDB_cursor *c = t->ocur;
     MDB_val k;
     int rc;
-    if (c == t->ocur && t->tail_valid && t->tail_device == device && t->tail_last == have) {
+    if (t->tail_valid && t->tail_device == device && t->tail_last == have) {
         /* The cursor still sits on it: no search, no parse. */
         if ((rc = mdb_cursor_get(c, &k, v, MDB_GET_CURRENT)) != 0) {
-            return mdb_fail(rc, "reading the op log");
+            return weft__store_mdb_err(rc, "reading the op log");
         }
         if (!opkey_ok(&k) || key_device(&k) != device ||
             weft__be64_get((const uint8_t *)k.mv_data + 8) != t->tail_first) {
@@ -306,7 +295,7 @@ static int tail_block(weft_txn *t, MDB_cursor *c, uint64_t device, uint64_t have
                          (unsigned long long)device);
     }
     if (rc != 0) {
-        return mdb_fail(rc, "reading the op log");
+        return weft__store_mdb_err(rc, "reading the op log");
     }
     if ((rc = blk_open(b, &k, v)) != 0 || (rc = blk_last(b)) != 0) {
         return rc;
@@ -314,8 +303,10 @@ static int tail_block(weft_txn *t, MDB_cursor *c, uint64_t device, uint64_t have
     return b->hlc == have ? 0 : corrupt(b, "its last op is not the device's newest");
 }
 
-static int append(weft_txn *t, MDB_cursor *c, weft_id id, const uint8_t *payload, size_t len)
+/* weft__oplog_append's body, with t->ocur open. */
+static int append(weft_txn *t, weft_id id, const uint8_t *payload, size_t len)
 {
+    MDB_cursor *c = t->ocur;
     uint64_t have = weft__store_vv_get(t, id.device), ord = 0;
     if (have != 0 && id.hlc <= have) {
         return weft__err(WEFT_ECORRUPT, "op %016llx.%016llx is not after its device's newest",
@@ -326,7 +317,7 @@ static int append(weft_txn *t, MDB_cursor *c, weft_id id, const uint8_t *payload
     int rc;
     if (have != 0) {
         blk b;
-        if ((rc = tail_block(t, c, id.device, have, &b, &v)) != 0) {
+        if ((rc = tail_block(t, id.device, have, &b, &v)) != 0) {
             return rc;
         }
         uint64_t d = id.hlc - have;
@@ -343,7 +334,7 @@ static int append(weft_txn *t, MDB_cursor *c, weft_id id, const uint8_t *payload
             weft__store_opkey_put(kb, (weft_id){b.first, id.device});
             MDB_val nv = {n, nb};
             if ((rc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT)) != 0) {
-                return mdb_fail(rc, "writing the op log");
+                return weft__store_mdb_err(rc, "writing the op log");
             }
             t->tail_first = b.first;
             t->tail_ord = b.ord + 1;
@@ -368,7 +359,7 @@ static int append(weft_txn *t, MDB_cursor *c, weft_id id, const uint8_t *payload
                          (unsigned long long)id.hlc, (unsigned long long)id.device);
     }
     if (rc != 0) {
-        return mdb_fail(rc, "writing the op log");
+        return weft__store_mdb_err(rc, "writing the op log");
     }
     uint8_t *p = v.mv_data;
     p += varint_put(p, ord);
@@ -381,7 +372,7 @@ static int append(weft_txn *t, MDB_cursor *c, weft_id id, const uint8_t *payload
 appended:
     t->tail_device = id.device;
     t->tail_last = id.hlc;
-    t->tail_valid = c == t->ocur;
+    t->tail_valid = true;
     return 0;
 }
 
@@ -391,11 +382,11 @@ int weft__oplog_append(weft_txn *t, weft_id id, const uint8_t *payload, size_t l
         int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &t->ocur);
         if (rc != 0) {
             t->ocur = NULL;
-            return mdb_fail(rc, "writing the op log");
+            return weft__store_mdb_err(rc, "writing the op log");
         }
         t->tail_valid = false;
     }
-    return append(t, t->ocur, id, payload, len);
+    return append(t, id, payload, len);
 }
 
 void weft__oplog_cursor_drop(weft_txn *t)
@@ -414,7 +405,7 @@ int weft__oplog_runs(weft_txn *t, weft__oplog_run_fn fn, void *user)
     MDB_cursor *c;
     int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &c);
     if (rc != 0) {
-        return mdb_fail(rc, "reading the version vector");
+        return weft__store_mdb_err(rc, "reading the version vector");
     }
     /* Each device's run ends just before the first key of the next device:
      * O(devices * log ops), whatever the log's length. */
@@ -438,7 +429,7 @@ int weft__oplog_runs(weft_txn *t, weft__oplog_run_fn fn, void *user)
     }
     mdb_cursor_close(c);
     if (rc == 0 && mrc != MDB_NOTFOUND) {
-        rc = mdb_fail(mrc, "reading the version vector");
+        rc = weft__store_mdb_err(mrc, "reading the version vector");
     }
     return rc;
 }
@@ -460,19 +451,6 @@ int weft__store_vv_each(weft_txn *t, int (*fn)(void *user, uint64_t device, uint
 {
     vv_each_ctx x = {fn, user};
     return weft__oplog_runs(t, vv_each_run, &x);
-}
-
-uint64_t weft__oplog_device_last(MDB_txn *txn, MDB_dbi dbi, uint64_t device)
-{
-    MDB_cursor *c;
-    if (mdb_cursor_open(txn, dbi, &c) != 0) {
-        return 0;
-    }
-    blk b;
-    uint64_t hlc = run_end(c, device, &b) == 0 ? b.hlc : 0;
-    mdb_cursor_close(c);
-    weft__err_clear();
-    return hlc;
 }
 
 /* ---- the dump: one record per op, whatever the blocks ---- */
@@ -505,7 +483,7 @@ int weft__oplog_dump(weft_txn *t, weft__buf *out)
     MDB_cursor *c;
     int rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &c);
     if (rc != 0) {
-        return mdb_fail(rc, "dump");
+        return weft__store_mdb_err(rc, "dump");
     }
     MDB_val k, v;
     int mrc;
@@ -515,7 +493,7 @@ int weft__oplog_dump(weft_txn *t, weft__buf *out)
     }
     mdb_cursor_close(c);
     if (rc == 0 && mrc != MDB_NOTFOUND && mrc != 0) {
-        rc = mdb_fail(mrc, "dump");
+        rc = weft__store_mdb_err(mrc, "dump");
     }
     return rc;
 }
@@ -611,14 +589,46 @@ static int start_at(weft_txn *t, MDB_cursor *c, uint64_t device, uint64_t from, 
         k.mv_size = sizeof kb, k.mv_data = kb;
         rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     }
-    if (rc == 0 && (k.mv_size < 8 || key_device(&k) != device)) {
+    if (rc == 0 && !key_in_run(&k, device)) {
         rc = MDB_NOTFOUND;
     }
     if (rc == MDB_NOTFOUND) {
         return weft__err(WEFT_ECORRUPT, "device %016llx is in the vv but not in the log",
                          (unsigned long long)device);
     }
-    return rc ? mdb_fail(rc, "streaming ops") : blk_open(&p->b, &k, &v);
+    return rc ? weft__store_mdb_err(rc, "streaming ops") : blk_open(&p->b, &k, &v);
+}
+
+/* Step @p b to its device's next op: the block's next, else the first of
+ * the device's next block, read with @p c, which sits on block @p at
+ * ({first, device}; device 0: unknown) and is moved back to @p b's block
+ * first if it is elsewhere (one search). 1, 0 when the device's run ended,
+ * or an error. */
+static int advance(weft_txn *t, MDB_cursor *c, blk *b, weft_id *at)
+{
+    int rc = blk_next(b);
+    if (rc != 0) {
+        return rc;
+    }
+    MDB_val k, v;
+    if (at->device != b->device || at->hlc != b->first) {
+        uint8_t kb[WEFT__OPKEY_BYTES];
+        weft__store_opkey_put(kb, (weft_id){b->first, b->device});
+        k.mv_size = sizeof kb, k.mv_data = kb;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+        if (rc == MDB_NOTFOUND) {
+            return weft__err(WEFT_ECORRUPT, "op log changed while streaming");
+        }
+    }
+    t->visited++;
+    rc = rc ? rc : mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    if (rc == 0 && key_in_run(&k, b->device)) {
+        *at = (weft_id){weft__be64_get((const uint8_t *)k.mv_data + 8), b->device};
+        rc = blk_open(b, &k, &v);
+        return rc ? rc : 1;
+    }
+    at->device = 0;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : weft__store_mdb_err(rc, "streaming ops");
 }
 
 int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user)
@@ -642,7 +652,7 @@ int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user)
     MDB_cursor *c = NULL;
     if ((rc = mdb_cursor_open(t->txn, t->s->dbi[WEFT__DB_OPS], &c)) != 0) {
         weft__free(heap);
-        return mdb_fail(rc, "streaming ops");
+        return weft__store_mdb_err(rc, "streaming ops");
     }
     size_t nh = 0;
     long count = 0; /* streamed so far */
@@ -656,13 +666,11 @@ int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user)
         }
         nh++;
     }
-    /* Where the cursor sits: on block (at_dev, at_first), the last one
-     * start_at parsed; at_dev 0 = unknown. */
-    uint64_t at_dev = nh ? heap[nh - 1].b.device : 0, at_first = nh ? heap[nh - 1].b.first : 0;
+    /* The cursor sits on the block start_at parsed last. */
+    weft_id at = {nh ? heap[nh - 1].b.first : 0, nh ? heap[nh - 1].b.device : 0};
     for (size_t i = nh / 2; i-- > 0;) {
         heap_down(heap, nh, i);
     }
-    MDB_val k, v;
     while (nh > 0) {
         pos *p = &heap[0];
         weft_op op = {{p->b.hlc, p->b.device}, p->dprev, p->b.pl};
@@ -671,45 +679,16 @@ int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user)
         if (cb(&op, user) != 0) {
             break;
         }
-        /* Advance this device: the block's next op, else its next block. */
         uint64_t prev = p->b.hlc;
-        if ((rc = blk_next(&p->b)) < 0) {
+        if ((rc = advance(t, c, &p->b, &at)) < 0) {
             goto out;
         }
-        if (rc == 0) {
-            rc = 0;
-            if (at_dev != p->b.device || at_first != p->b.first) {
-                /* The cursor is elsewhere: back to this block (one search). */
-                uint8_t kb[WEFT__OPKEY_BYTES];
-                weft__store_opkey_put(kb, (weft_id){p->b.first, p->b.device});
-                k.mv_size = sizeof kb, k.mv_data = kb;
-                rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
-                if (rc == MDB_NOTFOUND) {
-                    rc = weft__err(WEFT_ECORRUPT, "op log changed while streaming");
-                    goto out;
-                }
-            }
-            t->visited++;
-            rc = rc ? rc : mdb_cursor_get(c, &k, &v, MDB_NEXT);
-            if (rc == 0 && k.mv_size >= 8 && key_device(&k) == p->b.device) {
-                if ((rc = blk_open(&p->b, &k, &v)) != 0) {
-                    goto out;
-                }
-                at_dev = p->b.device;
-                at_first = p->b.first;
-            } else if (rc == 0 || rc == MDB_NOTFOUND) { /* the device's run ended */
-                heap[0] = heap[--nh];
-                at_dev = 0;
-                rc = 0;
-                heap_down(heap, nh, 0);
-                continue;
-            } else {
-                rc = mdb_fail(rc, "streaming ops");
-                goto out;
-            }
+        if (rc == 0) { /* the device's run ended */
+            heap[0] = heap[--nh];
+        } else {
+            p->dprev = prev;
         }
         rc = 0;
-        p->dprev = prev;
         heap_down(heap, nh, 0);
     }
 out:

@@ -1,6 +1,6 @@
 /* read.c - reads of the materialised state: one field, one entity, a
  * collection scan, the conflict list, the version vector (derived from
- * the last key of each device's run in ops in a read txn, the write txn's
+ * the last op of each device's run in ops in a read txn, the write txn's
  * cache otherwise).
  *
  * Keys are "coll\0entity\0field\0": every name in a key is already

@@ -624,10 +624,14 @@ int weft_store_secret_key(const weft_store *s, uint8_t out[WEFT_KEY_BYTES])
     return 0;
 }
 
-static int count_run(void *user, uint64_t device, uint64_t hlc, uint64_t nops)
+/* One device's run: its ops count, and this device's newest is last_hlc. */
+static int info_run(void *user, uint64_t device, uint64_t hlc, uint64_t nops)
 {
-    (void)device, (void)hlc;
-    *(uint64_t *)user += nops;
+    weft_info *info = user;
+    info->ops += nops;
+    if (device == info->device) {
+        info->last_hlc = hlc;
+    }
     return 0;
 }
 
@@ -654,11 +658,10 @@ int weft_store_info(weft_store *s, weft_info *out)
     memcpy(info.store_id, s->store_id, 16);
     info.schema = WEFT__SCHEMA;
     /* Derived, not stored (store_int.h): no write pays for them. */
-    if ((rc = weft__oplog_runs(t, count_run, &info.ops)) != 0) {
+    if ((rc = weft__oplog_runs(t, info_run, &info)) != 0) {
         weft_txn_abort(&t);
         return rc;
     }
-    info.last_hlc = weft__oplog_device_last(t->txn, s->dbi[WEFT__DB_OPS], s->device);
     info.conflicts = entries(t->txn, s->dbi[WEFT__DB_CONFLICTS]);
     MDB_envinfo ei;
     MDB_stat es;

@@ -326,8 +326,6 @@ typedef int (*weft__oplog_run_fn)(void *user, uint64_t device, uint64_t hlc, uin
  * device's newest hlc and op count. A non-zero return of @p fn stops the
  * walk and is returned. WEFT_ECORRUPT for a malformed key or block. */
 int weft__oplog_runs(weft_txn *t, weft__oplog_run_fn fn, void *user);
-/** @p device's newest hlc in @p txn (0 if none or unreadable). */
-uint64_t weft__oplog_device_last(MDB_txn *txn, MDB_dbi dbi, uint64_t device);
 /** Append one (u32 16, id key device | hlc, u32 len, payload) record per op,
  * in key order, to @p out (weft__store_dump's "ops"). */
 int weft__oplog_dump(weft_txn *t, weft__buf *out);
