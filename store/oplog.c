@@ -655,7 +655,9 @@ int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user)
         return weft__store_mdb_err(rc, "streaming ops");
     }
     size_t nh = 0;
-    long count = 0; /* streamed so far */
+    long count = 0;                    /* streamed so far */
+    bool was_streaming = t->streaming; /* a stream inside a callback */
+    t->streaming = true;
     for (size_t i = 0; i < nvv; i++) {
         uint64_t from = have ? weft_vv_get(have, vv[i].device) : 0;
         if (vv[i].hlc <= from) {
@@ -692,6 +694,7 @@ int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user)
         heap_down(heap, nh, 0);
     }
 out:
+    t->streaming = was_streaming;
     mdb_cursor_close(c);
     weft__free(heap);
     if (rc != 0) {

@@ -257,6 +257,9 @@ struct weft_txn {
      * the last append left: the cursor sits on the block (device, first)
      * whose last op is (last, ord), valid while tail_valid. */
     MDB_cursor *ocur;
+    /* Inside weft_ops_since's callback: the stream holds views into blocks
+     * across callbacks, which a write could move, so writes are refused. */
+    bool streaming;
     bool tail_valid;
     uint64_t tail_device, tail_first, tail_last, tail_ord;
 };
@@ -402,6 +405,9 @@ static inline int weft__store_usable(const weft_txn *t, bool write)
     }
     if (write && t->rdonly) {
         return weft__err(WEFT_ERDONLY, "write in a read-only transaction");
+    }
+    if (write && t->streaming) {
+        return weft__err(WEFT_EINVAL, "write inside weft_ops_since's callback");
     }
     return 0;
 }

@@ -315,7 +315,13 @@ typedef int (*weft_op_cb)(const weft_op *op, void *user);
 
 /** Stream, in (hlc, device) order, the ops a replica whose version vector is
  * @p have lacks (NULL: every op). Cost grows with the ops streamed, not with
- * the log. @return the number of ops streamed. */
+ * the log. @p cb gets views into the store, valid until @p t ends (copy
+ * what must outlive it); a non-zero return stops the stream. Inside @p cb,
+ * reads through @p t are allowed (a nested weft_ops_since too), writes are
+ * refused with WEFT_EINVAL (the stream holds views a write could move), and
+ * @p t must not be committed or aborted.
+ * @return the number of ops streamed (capped at INT_MAX); WEFT_EINVAL (NULL
+ * @p cb), WEFT_ETXN, WEFT_ENOMEM, WEFT_ECORRUPT (a damaged op log). */
 WEFT_API int weft_ops_since(weft_txn *t, const weft_vv *have, weft_op_cb cb, void *user);
 
 /** What weft_apply() did. */
