@@ -67,6 +67,19 @@ static void raw_dump(const char *dir, weft__buf *out)
     raw_close(&r, false);
 }
 
+/* The raw `ops` databases of the stores in @p a and @p b (closed) hold the
+ * same bytes. */
+static void raw_eq(const char *a, const char *b)
+{
+    weft__buf da = {NULL, 0, 0}, db = {NULL, 0, 0};
+    raw_dump(a, &da);
+    raw_dump(b, &db);
+    cr_assert_eq(da.len, db.len, "%s and %s: %zu and %zu bytes of ops", a, b, da.len, db.len);
+    cr_assert_eq(memcmp(da.ptr, db.ptr, da.len), 0, "%s and %s: ops differ", a, b);
+    weft__buf_free(&da);
+    weft__buf_free(&db);
+}
+
 static uint64_t varint(const uint8_t **p, const uint8_t *end)
 {
     uint64_t v = 0;
@@ -350,20 +363,10 @@ Test(oplog, same_ops_same_bytes, .init = store_dirs_setup, .fini = store_dirs_te
     sync_one(a, c, 1000000, &rng);
     weft_store_close(&b);
     weft_store_close(&c);
-    weft__buf db = {NULL, 0, 0}, dc = {NULL, 0, 0};
-    raw_dump(store_dirs[1], &db);
-    raw_dump(store_dirs[2], &dc);
-    cr_assert_eq(db.len, dc.len);
-    cr_assert_eq(memcmp(db.ptr, dc.ptr, db.len), 0);
+    raw_eq(store_dirs[1], store_dirs[2]);
     /* and the writer's own log, built by local writes, is the same too */
     weft_store_close(&a);
-    weft__buf da = {NULL, 0, 0};
-    raw_dump(store_dirs[0], &da);
-    cr_assert_eq(da.len, db.len);
-    cr_assert_eq(memcmp(da.ptr, db.ptr, da.len), 0);
-    weft__buf_free(&da);
-    weft__buf_free(&db);
-    weft__buf_free(&dc);
+    raw_eq(store_dirs[0], store_dirs[1]);
 }
 
 /* A block damaged on disk: every reader refuses it with WEFT_ECORRUPT (a
@@ -533,13 +536,7 @@ Test(oplog, kept_cursor_across_batches_and_growth, .init = store_dirs_setup,
     sync_one(s, c, 9, &rng);
     weft_store_close(&c);
     weft_store_close(&s);
-    weft__buf d1 = {NULL, 0, 0}, d2 = {NULL, 0, 0};
-    raw_dump(store_dirs[1], &d1);
-    raw_dump(store_dirs[2], &d2);
-    cr_assert_eq(d1.len, d2.len);
-    cr_assert_eq(memcmp(d1.ptr, d2.ptr, d1.len), 0);
-    weft__buf_free(&d1);
-    weft__buf_free(&d2);
+    raw_eq(store_dirs[1], store_dirs[2]);
     opvec_free(&all);
     opvec_free(&rem);
     weft_store_close(&src);
