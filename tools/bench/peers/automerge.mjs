@@ -47,8 +47,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
-  countOps, emit, fmtBytes, gc, header, mem, median, mergeEdits, msSince, noteId, notesPlan,
-  nowNs, parseArgs, pools, progress, round, smallOp, childLoads, runChild,
+  childLoadRun, countOps, emit, fmtBytes, gc, header, loadWorkload, mem, median, mergeEdits, msSince,
+  notesPlan, nowNs, parseArgs, pools, progress, round, runChild, runWorkloads, smallOp,
 } from "./common.mjs";
 
 const SYSTEM = "automerge";
@@ -247,21 +247,6 @@ function wlWrite(cfg, p) {
     `${out.per_op.ops_per_s} ops/s${pp} | saved ${fmtBytes(out.storage.saved_bytes)} | in memory`);
 }
 
-function childLoad(file, what, id) {
-  const t0 = nowNs();
-  const bytes = readFileSync(file);
-  const doc = A.load(bytes);
-  const load_ms = msSince(t0);
-  const t1 = nowNs();
-  let ents = 1, fields;
-  if (what === "all") [ents, fields] = readAll(doc);
-  else fields = readOne(doc, id);
-  const read_ms = msSince(t1);
-  const total_ms = msSince(t0);
-  gc();
-  process.stdout.write(JSON.stringify({ load_ms, read_ms, total_ms, entities: ents, fields, mem: mem() }) + "\n");
-}
-
 /** --child-edits SIDE N BASE OUT: one side's merge edits, saved to OUT. */
 /** --child-edits SIDE N E PER BASE OUT: one side's E merge edits, PER to a change, saved to OUT. */
 function childEdits(side, n, edits, per, base, out) {
@@ -291,40 +276,12 @@ function tryChild(args) {
 }
 
 function wlLoad(cfg, p) {
-  const n = cfg.notes, runs = cfg.quick ? 3 : 7;
-  const { doc } = buildDoc(n, p);
-  const dir = mkdtempSync("/var/tmp/weft-peers-automerge-");
-  try {
-    const file = join(dir, "doc.automerge");
-    const bytes = A.save(doc);
-    writeFileSync(file, bytes);
-    A.free(doc);
-    const id = noteId(n / 2);
-    const res = {};
-    // For reference: the same in this process, warmed up (JIT, wasm tiers).
-    const warm = [];
-    for (let i = 0; i < runs; i++) {
-      gc();
-      const t0 = nowNs();
-      const d = A.load(bytes);
-      readAll(d);
-      warm.push(msSince(t0));
-      A.free(d);
-    }
-    res.warm = { total_ms: round(median(warm.slice(1)), 3) };
-    const loads = childLoads(SELF, file, id, n, runs);
-    res.one = loads.one;
-    res.all = loads.all;
-    res.memory_after_read_all = loads.memory;
-    emit({ bench: "load", system: SYSTEM, params: { notes: n, runs, file_bytes: statSync(file).size,
-            method: "fresh node process: read file + Automerge.load, then read" },
-           load_read_one: res.one, load_read_all: res.all, load_read_all_warm_in_process: res.warm,
-           memory_after_read_all: res.memory_after_read_all },
-         `load: ${n} notes, fresh process: load+read one ${res.one.total_ms} ms, load+read all ` +
-         `${res.all.total_ms} ms (warm, in process: ${res.warm.total_ms} ms; load ${res.all.load_ms} ms) | wasm+heap: rss ${fmtBytes(res.memory_after_read_all.rss)}`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const { doc } = buildDoc(cfg.notes, p);
+  const bytes = A.save(doc);
+  A.free(doc);
+  loadWorkload(cfg, { system: SYSTEM, self: SELF, ext: "automerge", bytes, load: (b) => A.load(b), readAll,
+                      free: (d) => A.free(d), method: "Automerge.load", loadWord: "load",
+                      memText: (m) => `wasm+heap: rss ${fmtBytes(m.rss)}` });
 }
 
 function wlInitialSync(cfg, p) {
@@ -587,7 +544,7 @@ function runGroups(argv, cfg) {
 const argv = process.argv.slice(2);
 if (process.argv[1] && SELF === resolve(process.argv[1])) {
   if (argv[0] === "--child-load") {
-    childLoad(argv[1], argv[2], argv[3]);
+    childLoadRun(argv[1], argv[2], argv[3], (b) => A.load(b), readAll, readOne);
   } else if (argv[0] === "--child-merge") {
     childMerge(argv[1], argv[2], argv[3]);
   } else if (argv[0] === "--child-edits") {
@@ -598,16 +555,7 @@ if (process.argv[1] && SELF === resolve(process.argv[1])) {
     process.exitCode = runGroups(argv, cfg);
   } else {
     const cfg = parseArgs(argv.slice(1), WORKLOADS, USAGE);
-    const p = pools(3);
-    for (const w of cfg.workloads) {
-      if (w === "write") wlWrite(cfg, p);
-      else if (w === "load") wlLoad(cfg, p);
-      else if (w === "initial_sync") wlInitialSync(cfg, p);
-      else if (w === "merge") wlMerge(cfg, p);
-      else if (w === "small_change" || w === "reconnect") {
-        const want = cfg.workloads.filter((x) => x === "small_change" || x === "reconnect");
-        if (w === want[0]) syncSizes(cfg, p, want);
-      }
-    }
+    runWorkloads(cfg, pools(3), { write: wlWrite, load: wlLoad, initial_sync: wlInitialSync, merge: wlMerge,
+                                  sizes: syncSizes });
   }
 }

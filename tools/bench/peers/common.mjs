@@ -20,7 +20,7 @@
 // Thread-safety: single-threaded (Node's event loop).
 
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import os from "node:os";
@@ -302,4 +302,73 @@ export function childLoads(self, file, id, n, runs) {
     if (what === "all") res.memory = rs[rs.length >> 1].mem;
   }
   return res;
+}
+
+/** The child side of childLoads (`--child-load FILE one|all ID`): read
+ * @p file, @p load it, read all notes or note @p id, and print the times
+ * and memory as one JSON line. @p readAll(doc) returns [notes, fields],
+ * @p readOne(doc, id) the fields. */
+export function childLoadRun(file, what, id, load, readAll, readOne) {
+  const t0 = nowNs();
+  const doc = load(readFileSync(file));
+  const load_ms = msSince(t0);
+  const t1 = nowNs();
+  let ents = 1, fields;
+  if (what === "all") [ents, fields] = readAll(doc);
+  else fields = readOne(doc, id);
+  const read_ms = msSince(t1);
+  const total_ms = msSince(t0);
+  gc();
+  process.stdout.write(JSON.stringify({ load_ms, read_ms, total_ms, entities: ents, fields, mem: mem() }) + "\n");
+}
+
+/** The `load` workload of a peer: @p bytes (the saved n-note document)
+ * written to a file, loaded and read in this process (warm, for reference:
+ * @p o.load, @p o.readAll, @p o.free) and in fresh processes (childLoads of
+ * @p o.self), then one result line. @p o: {system, self, ext, bytes, load,
+ * readAll, free, method (how a child loads), loadWord (the summary's name
+ * for the load step), memText(memory) (the summary's memory part)}. */
+export function loadWorkload(cfg, o) {
+  const n = cfg.notes, runs = cfg.quick ? 3 : 7;
+  const dir = mkdtempSync(`/var/tmp/weft-peers-${o.system}-`);
+  try {
+    const file = join(dir, `doc.${o.ext}`);
+    writeFileSync(file, o.bytes);
+    const id = noteId(n / 2);
+    // For reference: the same in this process, warmed up (JIT, wasm tiers).
+    const warmRuns = [];
+    for (let i = 0; i < runs; i++) {
+      gc();
+      const t0 = nowNs();
+      const d = o.load(o.bytes);
+      o.readAll(d);
+      warmRuns.push(msSince(t0));
+      o.free(d);
+    }
+    const warm = { total_ms: round(median(warmRuns.slice(1)), 3) };
+    const loads = childLoads(o.self, file, id, n, runs);
+    emit({ bench: "load", system: o.system, params: { notes: n, runs, file_bytes: statSync(file).size,
+            method: `fresh node process: read file + ${o.method}, then read` },
+           load_read_one: loads.one, load_read_all: loads.all, load_read_all_warm_in_process: warm,
+           memory_after_read_all: loads.memory },
+         `load: ${n} notes, fresh process: load+read one ${loads.one.total_ms} ms, load+read all ` +
+         `${loads.all.total_ms} ms (warm, in process: ${warm.total_ms} ms; ${o.loadWord} ${loads.all.load_ms} ms) | ` +
+         o.memText(loads.memory));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Run @p cfg.workloads in order with the handlers of @p wl ({write, load,
+ * initial_sync, merge: (cfg, p) => void; sizes: (cfg, p, which) => void}):
+ * small_change and reconnect share one sizes pass, at the first of them. */
+export function runWorkloads(cfg, p, wl) {
+  const sizes = cfg.workloads.filter((x) => x === "small_change" || x === "reconnect");
+  for (const w of cfg.workloads) {
+    if (w === "small_change" || w === "reconnect") {
+      if (w === sizes[0]) wl.sizes(cfg, p, sizes);
+    } else {
+      wl[w](cfg, p);
+    }
+  }
 }

@@ -34,12 +34,10 @@
 // replicas it syncs or merges end equal. Thread-safety: single-threaded.
 
 import * as Y from "yjs";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
-  countOps, emit, fmtBytes, gc, header, mem, median, mergeEdits, msSince, noteId, notesPlan,
-  nowNs, parseArgs, pools, progress, round, smallOp, childLoads, runChild,
+  childLoadRun, countOps, emit, fmtBytes, gc, header, loadWorkload, mem, median, mergeEdits, msSince,
+  notesPlan, nowNs, parseArgs, pools, progress, round, runWorkloads, smallOp,
 } from "./common.mjs";
 
 const SYSTEM = "yjs";
@@ -181,57 +179,12 @@ function wlWrite(cfg, p) {
     `encoded ${fmtBytes(out.storage.encoded_v1_bytes)} (V2 ${fmtBytes(out.storage.encoded_v2_bytes)}) | in memory`);
 }
 
-function childLoad(file, what, id) {
-  const t0 = nowNs();
-  const bytes = readFileSync(file);
-  const doc = new Y.Doc();
-  Y.applyUpdate(doc, bytes);
-  const load_ms = msSince(t0);
-  const t1 = nowNs();
-  let ents = 1, fields;
-  if (what === "all") [ents, fields] = readAll(doc);
-  else fields = readOne(doc, id);
-  const read_ms = msSince(t1);
-  const total_ms = msSince(t0);
-  gc();
-  process.stdout.write(JSON.stringify({ load_ms, read_ms, total_ms, entities: ents, fields, mem: mem() }) + "\n");
-}
-
 function wlLoad(cfg, p) {
-  const n = cfg.notes, runs = cfg.quick ? 3 : 7;
-  const { doc } = buildDoc(n, p);
-  const dir = mkdtempSync("/var/tmp/weft-peers-yjs-");
-  try {
-    const file = join(dir, "doc.yjs");
-    const bytes = Y.encodeStateAsUpdate(doc);
-    writeFileSync(file, bytes);
-    const id = noteId(n / 2);
-    const res = {};
-    // For reference: the same in this process, warmed up (JIT).
-    const warm = [];
-    for (let i = 0; i < runs; i++) {
-      gc();
-      const t0 = nowNs();
-      const d = newDocFrom(bytes);
-      readAll(d);
-      warm.push(msSince(t0));
-      d.destroy();
-    }
-    res.warm = { total_ms: round(median(warm.slice(1)), 3) };
-    const loads = childLoads(SELF, file, id, n, runs);
-    res.one = loads.one;
-    res.all = loads.all;
-    res.memory_after_read_all = loads.memory;
-    emit({ bench: "load", system: SYSTEM, params: { notes: n, runs, file_bytes: statSync(file).size,
-            method: "fresh node process: read file + Y.applyUpdate into a new Y.Doc, then read" },
-           load_read_one: res.one, load_read_all: res.all, load_read_all_warm_in_process: res.warm,
-           memory_after_read_all: res.memory_after_read_all },
-         `load: ${n} notes, fresh process: load+read one ${res.one.total_ms} ms, load+read all ` +
-         `${res.all.total_ms} ms (warm, in process: ${res.warm.total_ms} ms; applyUpdate ${res.all.load_ms} ms) | heap ${fmtBytes(res.memory_after_read_all.heap_used)}, ` +
-         `rss ${fmtBytes(res.memory_after_read_all.rss)}`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const { doc } = buildDoc(cfg.notes, p);
+  loadWorkload(cfg, { system: SYSTEM, self: SELF, ext: "yjs", bytes: Y.encodeStateAsUpdate(doc), load: newDocFrom,
+                      readAll, free: (d) => d.destroy(), method: "Y.applyUpdate into a new Y.Doc",
+                      loadWord: "applyUpdate",
+                      memText: (m) => `heap ${fmtBytes(m.heap_used)}, rss ${fmtBytes(m.rss)}` });
 }
 
 function wlInitialSync(cfg, p) {
@@ -365,19 +318,10 @@ function wlMerge(cfg, p) {
 
 const argv = process.argv.slice(2);
 if (argv[0] === "--child-load") {
-  childLoad(argv[1], argv[2], argv[3]);
+  childLoadRun(argv[1], argv[2], argv[3], newDocFrom, readAll, readOne);
 } else {
   const cfg = parseArgs(argv, WORKLOADS, USAGE);
-  const p = pools(3);
   header(SYSTEM, ["yjs", "lib0"]);
-  for (const w of cfg.workloads) {
-    if (w === "write") wlWrite(cfg, p);
-    else if (w === "load") wlLoad(cfg, p);
-    else if (w === "initial_sync") wlInitialSync(cfg, p);
-    else if (w === "merge") wlMerge(cfg, p);
-    else if (w === "small_change" || w === "reconnect") {
-      const want = cfg.workloads.filter((x) => x === "small_change" || x === "reconnect");
-      if (w === want[0]) syncSizes(cfg, p, want);
-    }
-  }
+  runWorkloads(cfg, pools(3), { write: wlWrite, load: wlLoad, initial_sync: wlInitialSync, merge: wlMerge,
+                                sizes: syncSizes });
 }
