@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tests/splitmix.h"
 
 extern char **environ;
 
@@ -50,11 +51,7 @@ static uint64_t rng;
 
 static uint64_t rnd(uint64_t n)
 {
-    uint64_t z = (rng += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    z ^= z >> 31;
-    return n ? z % n : 0;
+    return splitmix_below(&rng, n);
 }
 
 static double now_s(void)

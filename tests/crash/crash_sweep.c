@@ -45,6 +45,7 @@
 
 #include "check.h"
 #include "common/killpoint.h"
+#include "tests/splitmix.h"
 
 #define CW_EPOCH UINT64_C(1700000000000) /* crash_work's simulated clock starts here */
 
@@ -80,11 +81,7 @@ static double now_s(void)
 
 static uint64_t rnd(uint64_t *s, uint64_t n)
 {
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    z ^= z >> 31;
-    return n ? z % n : 0;
+    return splitmix_below(s, n);
 }
 
 static unsigned long env_ul(const char *name, unsigned long dflt)

@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include "store/store_int.h"
+#include "tests/splitmix.h"
 #include "transport/transport_int.h"
 
 #define CW_EPOCH  UINT64_C(1700000000000)
@@ -86,10 +87,7 @@ static node nodes[2];
 
 static uint64_t rnd(uint64_t n)
 {
-    uint64_t z = (rng += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    z ^= z >> 31;
+    uint64_t z = splitmix_next(&rng);
     return n ? z % n : z; /* rnd(0): all 64 bits */
 }
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "crdt/crdt_int.h"
+#include "tests/splitmix.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -1170,11 +1171,7 @@ static uint64_t rng_state;
 
 static uint64_t rnd(void)
 {
-    /* splitmix64 */
-    uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
+    return splitmix_next(&rng_state);
 }
 
 static uint64_t env_u64(const char *name, uint64_t dflt)

@@ -42,6 +42,7 @@
 #include <stdlib.h>
 
 #include "crdt/crdt_int.h"
+#include "tests/splitmix.h"
 
 #define MAXOPS  64
 #define MAXDEV  5
@@ -54,10 +55,7 @@ static uint64_t rs;
 
 static uint64_t rnd(void)
 {
-    uint64_t z = (rs += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
+    return splitmix_next(&rs);
 }
 
 static unsigned below(unsigned n)

@@ -78,6 +78,7 @@
 #include <unistd.h>
 
 #include "net_helpers.h"
+#include "tests/splitmix.h"
 
 #define DEV_MAX   5
 #define NODE_MAX  (DEV_MAX + 1) /* devices, then the relay */
@@ -96,11 +97,7 @@ static uint64_t rng;
 
 static uint64_t rnd(uint64_t n)
 {
-    uint64_t z = (rng += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    z ^= z >> 31;
-    return n ? z % n : 0;
+    return splitmix_below(&rng, n);
 }
 
 static long rnd_in(long lo, long hi)

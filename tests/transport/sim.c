@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "tests/splitmix.h"
 #include "tests/tmpdir.h"
 
 #define SIM_OK(expr)                                                                 \
@@ -25,17 +26,9 @@
                      weft_last_error(), (unsigned long long)m->seed);                \
     } while (0)
 
-static uint64_t splitmix(uint64_t *state)
-{
-    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 uint64_t sim_rand(sim *m)
 {
-    return splitmix(&m->rng);
+    return splitmix_next(&m->rng);
 }
 
 /* ---- replayable randombytes: the only randomness a store draws is its
@@ -50,7 +43,7 @@ static const char *rb_name(void)
 
 static uint32_t rb_random(void)
 {
-    return (uint32_t)splitmix(&rb_state);
+    return (uint32_t)splitmix_next(&rb_state);
 }
 
 static void rb_stir(void)
@@ -61,7 +54,7 @@ static void rb_buf(void *const buf, const size_t size)
 {
     uint8_t *p = buf;
     for (size_t i = 0; i < size; i += 8) {
-        uint64_t z = splitmix(&rb_state);
+        uint64_t z = splitmix_next(&rb_state);
         size_t k = size - i < 8 ? size - i : 8;
         memcpy(p + i, &z, k);
     }
