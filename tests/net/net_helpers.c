@@ -221,24 +221,6 @@ json_t *okj(char *out)
     return j;
 }
 
-/* Start `weft --dir DIR args...` in the background, its stderr and stdout in
- * <root>/<name>.log. Returns the slot. */
-int bg(const char *name, const char *offset, const char *dir, ...)
-{
-    cr_assert_lt(nprocs, PROCS_MAX);
-    char *args[ARGS_MAX];
-    va_list ap;
-    va_start(ap, dir);
-    collect_args(args, dir, ap);
-    va_end(ap);
-    bgproc *p = &procs[nprocs];
-    snprintf(p->log, sizeof p->log, "%s/%s.log", root, name);
-    char outp[600];
-    snprintf(outp, sizeof outp, "%s/%s.out", root, name);
-    p->pid = spawn(offset, NULL, outp, p->log, args);
-    return nprocs++;
-}
-
 /* Wait until the log of @p slot contains @p needle; fail after @p ms. */
 void wait_log(int slot, const char *needle, long ms)
 {
@@ -526,8 +508,10 @@ void sync_counts(const char *out, unsigned long *sent, unsigned long *recv)
     cr_assert_eq(sscanf(p, "sent %lu ops, received %lu ops", sent, recv), 2, "summary: %s", out);
 }
 
-/* Like bg, into slot @p slot (-1: a new one); its previous process is gone. */
-int bg_at(int slot, const char *name, const char *offset, const char *dir, ...)
+/* Start `weft --dir DIR args...` in slot @p slot (-1: a new one; its
+ * previous process is gone), its stderr and stdout in <root>/<name>.log.
+ * Returns the slot. */
+static int vbg_at(int slot, const char *name, const char *offset, const char *dir, va_list ap)
 {
     if (slot < 0) {
         cr_assert_lt(nprocs, PROCS_MAX);
@@ -536,15 +520,30 @@ int bg_at(int slot, const char *name, const char *offset, const char *dir, ...)
     cr_assert_lt(slot, nprocs, "slot %d was never used", slot);
     cr_assert_eq(procs[slot].pid, 0, "slot %d still has process %d", slot, (int)procs[slot].pid);
     char *args[ARGS_MAX];
-    va_list ap;
-    va_start(ap, dir);
     collect_args(args, dir, ap);
-    va_end(ap);
     bgproc *p = &procs[slot];
     snprintf(p->log, sizeof p->log, "%s/%s.log", root, name);
     char outp[600];
     snprintf(outp, sizeof outp, "%s/%s.out", root, name);
     p->pid = spawn(offset, NULL, outp, p->log, args);
+    return slot;
+}
+
+int bg(const char *name, const char *offset, const char *dir, ...)
+{
+    va_list ap;
+    va_start(ap, dir);
+    int slot = vbg_at(-1, name, offset, dir, ap);
+    va_end(ap);
+    return slot;
+}
+
+int bg_at(int slot, const char *name, const char *offset, const char *dir, ...)
+{
+    va_list ap;
+    va_start(ap, dir);
+    slot = vbg_at(slot, name, offset, dir, ap);
+    va_end(ap);
     return slot;
 }
 
