@@ -281,7 +281,9 @@ void weft__store_wcache_reset(weft_txn *t);
 /** Journal an op (before applying it). 0 or WEFT_ENOMEM. */
 int weft__store_journal_op(weft_txn *t, weft_id id, const uint8_t *payload, size_t len, bool local);
 /** Raw put into a named db ("peers", "meta", ...), journaled so it survives a
- * map growth. For the sync engine's per-peer cursors. val NULL = delete. */
+ * map growth. For the sync engine's per-peer cursors. val NULL = delete.
+ * "ops" is refused (WEFT_EINVAL): only oplog.c writes it, which is what
+ * lets an append trust the tail it cached. */
 int weft__txn_put(weft_txn *t, const char *db, weft_bytes key, const weft_bytes *val);
 /** Raw get from a named db; the view is valid until the next write. For
  * "ops" the key is an op id as everywhere else (16 bytes, hlc | device),

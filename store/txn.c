@@ -818,6 +818,9 @@ int weft__txn_put(weft_txn *t, const char *db, weft_bytes key, const weft_bytes 
         return weft__err(WEFT_EINVAL, "weft__txn_put: bad database \"%s\" or key/value size",
                          db ? db : "(null)");
     }
+    if (d == WEFT__DB_OPS) { /* blocks, and t->ocur's tail, are oplog.c's alone */
+        return weft__err(WEFT_EINVAL, "weft__txn_put: ops is written only by applying ops");
+    }
     uint8_t h[10];
     h[0] = 'P';
     h[1] = (uint8_t)d;

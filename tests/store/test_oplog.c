@@ -545,7 +545,7 @@ Test(oplog, kept_cursor_across_batches_and_growth, .init = store_dirs_setup,
 /* weft_ops_since keeps views into blocks across its callbacks, so a write
  * through the streaming txn is refused (WEFT_EINVAL) and leaves nothing;
  * reads, a nested stream among them, work; after the stream, writes work
- * again. */
+ * again. A raw put into ops is refused too. */
 typedef struct inside_ctx {
     weft_txn *t;
     int seen, refused, nested;
@@ -589,6 +589,11 @@ Test(oplog, no_writes_inside_the_stream, .init = store_dirs_setup, .fini = store
     cr_assert_eq(x.refused, n, "every write inside the callback is refused");
     cr_assert_eq(x.nested, n * (n - 1) / 2, "the nested streams see the rest of the log");
     OK(weft_set_int(t, "c", "after", "n", 1)); /* the stream is over */
+    /* and only applying ops writes ops: a raw put there is refused, harmlessly */
+    uint8_t key[WEFT__ID_BYTES] = {0};
+    key[15] = 1;
+    ERR(WEFT_EINVAL,
+        weft__txn_put(t, "ops", (weft_bytes){key, sizeof key}, &(weft_bytes){"\x00\x01\xc0", 3}));
     OK(weft_txn_commit(&t));
     weft_info after;
     OK(weft_store_info(s, &after));
