@@ -107,6 +107,7 @@
 #define EVQ_CAP          1024u  /* events queued for weft_sync_next_event */
 #define RID_MAX          256u   /* bytes of a ZeroMQ routing id */
 #define RECV_BURST       256    /* messages taken from one socket per turn */
+#define RECV_GROUP       8      /* frames of one link fed at once (its OPS share a commit) */
 #define PERSIST_MS       1000u  /* status persisted at most this often */
 #define RELOAD_MS        1000u  /* peer list re-read at most this often on store changes */
 #define ERROR_LINGER_MS  200    /* time to flush an ERROR frame before closing */
@@ -810,10 +811,10 @@ static void say_bye(weft_sync *e, epeer *p, elink *lk)
     link_close(e, p, lk, reachable ? BYE_LINGER_MS : 0);
 }
 
-/* Feed one received frame to a link's session, then pump. */
-static void feed(weft_sync *e, epeer *p, elink *lk, const void *data, size_t len)
+/* Feed frames received in a row to a link's session, then pump. */
+static void feed(weft_sync *e, epeer *p, elink *lk, const weft_bytes *frames, size_t n)
 {
-    int rc = weft__session_recv(lk->ss, data, len, wall_ms());
+    int rc = weft__session_recv_many(lk->ss, frames, n, wall_ms());
     if (rc == 0) {
         /* The session's contract: poll after every recv. An ACK frees window
          * room, and only poll streams the next batch into it (until this
@@ -1268,18 +1269,42 @@ static void accept_inbound(weft_sync *e, const uint8_t *rid, size_t rid_len, zmq
         return;
     }
     if (pump(e, p, lk) == 0) {
-        feed(e, p, lk, zmq_msg_data(body), zmq_msg_size(body));
+        weft_bytes f = {zmq_msg_data(body), zmq_msg_size(body)};
+        feed(e, p, lk, &f, 1);
     }
+}
+
+/* Frames of one inbound link received in a row, fed together. */
+typedef struct rgroup {
+    epeer *p;
+    size_t n;
+    zmq_msg_t m[RECV_GROUP];
+    weft_bytes f[RECV_GROUP];
+} rgroup;
+
+static void rgroup_flush(weft_sync *e, rgroup *g)
+{
+    if (g->n > 0) {
+        feed(e, g->p, &g->p->in, g->f, g->n);
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        zmq_msg_close(&g->m[i]);
+    }
+    g->n = 0;
+    g->p = NULL;
 }
 
 static void router_recv(weft_sync *e)
 {
+    rgroup g;
+    g.n = 0;
+    g.p = NULL;
     for (int burst = 0; burst < RECV_BURST && e->router != NULL; burst++) {
         zmq_msg_t rid, body;
         zmq_msg_init(&rid);
         if (zmq_msg_recv(&rid, e->router, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&rid);
-            return;
+            break;
         }
         if (!zmq_msg_more(&rid) || zmq_msg_size(&rid) > RID_MAX || zmq_msg_size(&rid) == 0) {
             zmq_msg_close(&rid);
@@ -1308,39 +1333,71 @@ static void router_recv(weft_sync *e)
                 p = q;
             }
         }
+        if (p != NULL && !extra && (g.p == NULL || g.p == p)) {
+            /* Keep it with the link's frames before it; fed together. */
+            zmq_msg_init(&g.m[g.n]);
+            zmq_msg_move(&g.m[g.n], &body);
+            g.f[g.n] = (weft_bytes){zmq_msg_data(&g.m[g.n]), zmq_msg_size(&g.m[g.n])};
+            g.p = p;
+            if (++g.n == RECV_GROUP) {
+                rgroup_flush(e, &g);
+            }
+            zmq_msg_close(&body);
+            zmq_msg_close(&rid);
+            continue;
+        }
+        rgroup_flush(e, &g); /* in order: the frames before this one first */
         if (p != NULL && extra) {
             link_fail(e, p, &p->in, WEFT_ECORRUPT, 0,
                       "%s sent a multipart message; weft messages are one frame", p->st.name);
-        } else if (p != NULL) {
-            feed(e, p, &p->in, zmq_msg_data(&body), zmq_msg_size(&body));
-        } else if (!zombie_hit(e, r, rl)) {
+        } else if (p != NULL && p->in.ss != NULL) {
+            weft_bytes f = {zmq_msg_data(&body), zmq_msg_size(&body)};
+            feed(e, p, &p->in, &f, 1);
+        } else if (p == NULL && !zombie_hit(e, r, rl)) {
             accept_inbound(e, r, rl, &body);
         }
         zmq_msg_close(&body);
         zmq_msg_close(&rid);
     }
+    rgroup_flush(e, &g);
 }
 
 /* ================================================================ outbound */
 
 static void dealer_recv(weft_sync *e, epeer *p)
 {
-    for (int burst = 0; burst < RECV_BURST && p->out.ss != NULL; burst++) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, p->out.dealer, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            return;
+    for (int burst = 0; burst < RECV_BURST && p->out.ss != NULL;) {
+        zmq_msg_t m[RECV_GROUP];
+        weft_bytes f[RECV_GROUP];
+        size_t n = 0;
+        bool extra = false, drained = false;
+        while (n < RECV_GROUP && !extra && !drained) {
+            zmq_msg_init(&m[n]);
+            if (zmq_msg_recv(&m[n], p->out.dealer, ZMQ_DONTWAIT) < 0) {
+                drained = true;
+            } else if (zmq_msg_more(&m[n])) {
+                extra = true;
+            } else {
+                f[n] = (weft_bytes){zmq_msg_data(&m[n]), zmq_msg_size(&m[n])};
+                n++;
+                continue;
+            }
+            zmq_msg_close(&m[n]);
         }
-        bool extra = zmq_msg_more(&m);
-        if (extra) {
-            zmq_msg_close(&m);
+        if (n > 0) {
+            feed(e, p, &p->out, f, n); /* its OPS share one commit */
+        }
+        for (size_t i = 0; i < n; i++) {
+            zmq_msg_close(&m[i]);
+        }
+        if (extra && p->out.ss != NULL) {
             link_fail(e, p, &p->out, WEFT_ECORRUPT, 0,
                       "%s sent a multipart message; weft messages are one frame", p->st.name);
+        }
+        if (extra || drained) {
             return;
         }
-        feed(e, p, &p->out, zmq_msg_data(&m), zmq_msg_size(&m));
-        zmq_msg_close(&m);
+        burst += (int)n;
     }
 }
 

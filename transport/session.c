@@ -42,6 +42,13 @@
  * otherwise the vector. A peer that does not recognise the digest (its
  * record of us is stale) sends ASK and we answer once with a full HELLO.
  *
+ * Receiving. OPS messages handed over together (weft__session_recv_many:
+ * what the engine's socket already held) are applied in one write
+ * transaction, up to APPLY_GROUP of them: one durable commit instead of one
+ * per batch, and each batch is still whole or absent and acknowledged only
+ * after that commit (on_ops()). Any other message first applies the OPS
+ * before it, so messages take effect in the order they came.
+ *
  * Anomalies:
  *   - a frame that does not decode, a second HELLO (except the one answering
  *     our ASK, which must carry the vector), any frame but HELLO, ERROR or
@@ -93,7 +100,8 @@
 #include "../store/store_int.h"
 #include "transport_int.h"
 
-#define EVQ_CAP 64u
+#define EVQ_CAP     64u
+#define APPLY_GROUP 8u /* OPS messages applied in one transaction at most */
 
 typedef struct frameq {
     weft__buf *v;
@@ -533,116 +541,212 @@ static int on_ask(weft__session *ss, uint64_t now)
     return 0;
 }
 
-static int on_ops(weft__session *ss, weft__msg *m, uint64_t now)
-{
-    if (m->seq != ss->in_seq + 1) {
-        return close_with(ss, WEFT_ECORRUPT, false, now,
-                          "OPS out of order: seq %llu, expected %llu", (unsigned long long)m->seq,
-                          (unsigned long long)ss->in_seq + 1);
-    }
-    ss->in_seq = m->seq;
-    uint64_t bytes = 0;
-    weft_vv *bv = NULL, *vv = NULL;
-    int rc = weft_vv_new(&bv);
-    for (size_t i = 0; i < m->nops && rc == 0; i++) {
-        bytes += m->ops[i].payload.len;
-        rc = weft_vv_set(bv, m->ops[i].id.device, m->ops[i].id.hlc);
-    }
-    if (rc != 0) {
-        weft_vv_destroy(&bv);
-        return close_with(ss, rc, false, now, "receiving a batch: %s", weft_last_error());
-    }
+/* One OPS batch of a group (on_ops()), from its apply to its ACK. */
+typedef struct ops_done {
+    const weft__msg *m;
+    weft_vv *bv; /* the batch's ids: the peer holds them */
+    weft_vv *vv; /* our vector once the batch is applied (the ACK's) */
+    uint32_t status;
+    uint64_t bytes, conf0, conf1; /* t->conflicts before and after */
     weft_apply_result res;
-    memset(&res, 0, sizeof res);
-    weft_txn *t = NULL;
-    uint64_t conf0 = 0, conf1 = 0;
-    uint32_t status = WEFT__ACK_APPLIED;
-    char why[WEFT_MSG_MAX] = "";
-    if ((rc = weft_txn_begin(ss->s, 0, &t)) == 0) {
-        conf0 = t->conflicts;
-        rc = weft_apply(t, m->ops, m->nops, &res);
-        if (rc == WEFT_EGAP) {
-            snprintf(why, sizeof why, "%s", weft_last_error());
-            status = WEFT__ACK_GAP;
-            rc = weft_store_vv(t, &vv);
-            weft_txn_abort(&t);
-        } else if (rc == 0) {
-            conf1 = t->conflicts;
-            WEFT__KILLPOINT(WEFT__KP_SESSION_APPLIED);
-            rc = weft__peer_acked_merge(t, ss->cfg.peer_key, bv);
-            rc = rc ? rc : weft__session_save(ss, t); /* unsaved ACKs ride along */
-            rc = rc ? rc : weft_store_vv(t, &vv);
-            if (rc == 0 && res.deferred > 0) {
-                weft_peer_status st;
-                status = WEFT__ACK_DEFERRED;
-                rc = weft__peer_by_key(t, ss->cfg.peer_key, &st);
-                if (rc == 0) {
-                    st.skewed = 1;
-                    st.clock_offset_ms = ss->stats.clock_offset_ms;
-                    st.updated_ms = store_now(ss);
-                    rc = weft__peer_status_put(t, ss->cfg.peer_key, &st);
-                }
-            }
-            WEFT__KILLPOINT(WEFT__KP_SESSION_MERGED);
-            rc = rc ? rc : weft_txn_commit(&t);
-        }
-        weft_txn_abort(&t);
+    char why[WEFT_MSG_MAX]; /* the gap, for the progress event */
+} ops_done;
+
+static void ops_done_free(ops_done *d)
+{
+    weft_vv_destroy(&d->bv);
+    weft_vv_destroy(&d->vv);
+}
+
+/* Apply one batch in the group's transaction @p t, with the peer's
+ * acknowledged vector and, when the drift horizon deferred a suffix, its
+ * skewed status. A gap is not an error (d->status; weft_apply left no trace).
+ * On an error, *whole tells whether @p t must be dropped entirely: not when
+ * weft_apply refused the batch, which leaves @p t as it found it. */
+static int apply_one(weft__session *ss, weft_txn *t, ops_done *d, bool *whole)
+{
+    const weft__msg *m = d->m;
+    *whole = true;
+    int rc = weft_vv_new(&d->bv);
+    for (size_t i = 0; i < m->nops && rc == 0; i++) {
+        d->bytes += m->ops[i].payload.len;
+        rc = weft_vv_set(d->bv, m->ops[i].id.device, m->ops[i].id.hlc);
     }
     if (rc != 0) {
-        weft_vv_destroy(&bv);
-        weft_vv_destroy(&vv);
-        return close_with(ss, rc == WEFT_ENOTFOUND ? WEFT_EAUTH : rc, false, now,
-                          "batch %llu refused: %s", (unsigned long long)m->seq, weft_last_error());
+        return rc;
     }
-    /* Durable (or nothing applied): acknowledge. */
-    WEFT__KILLPOINT(WEFT__KP_SESSION_COMMITTED);
+    d->status = WEFT__ACK_APPLIED;
+    d->conf0 = t->conflicts;
+    rc = weft_apply(t, m->ops, m->nops, &d->res);
+    d->conf1 = t->conflicts;
+    if (rc == WEFT_EGAP) {
+        snprintf(d->why, sizeof d->why, "%s", weft_last_error());
+        d->status = WEFT__ACK_GAP;
+        return weft_store_vv(t, &d->vv);
+    }
+    if (rc != 0) {
+        *whole = false;
+        return rc;
+    }
+    WEFT__KILLPOINT(WEFT__KP_SESSION_APPLIED);
+    rc = weft__peer_acked_merge(t, ss->cfg.peer_key, d->bv);
+    if (rc == 0 && d->res.deferred > 0) {
+        weft_peer_status st;
+        d->status = WEFT__ACK_DEFERRED;
+        rc = weft__peer_by_key(t, ss->cfg.peer_key, &st);
+        if (rc == 0) {
+            st.skewed = 1;
+            st.clock_offset_ms = ss->stats.clock_offset_ms;
+            st.updated_ms = store_now(ss);
+            rc = weft__peer_status_put(t, ss->cfg.peer_key, &st);
+        }
+    }
+    return rc ? rc : weft_store_vv(t, &d->vv);
+}
+
+/* Acknowledge a committed (or gap) batch and account for it. */
+static int ack_one(weft__session *ss, ops_done *d, uint64_t now)
+{
+    const weft__msg *m = d->m;
     weft__buf b = {NULL, 0, 0};
-    rc = weft__msg_ack(&b, m->seq, status, vv);
+    int rc = weft__msg_ack(&b, m->seq, d->status, d->vv);
     rc = rc ? rc : push_frame(ss, &b, now);
     weft__buf_free(&b);
     WEFT__KILLPOINT(WEFT__KP_SESSION_ACK_QUEUED);
-    rc = rc ? rc : weft__vv_merge(ss->sent, bv, NULL);      /* the peer holds what it sent */
-    rc = rc ? rc : weft__vv_merge(ss->announced, vv, NULL); /* and knows what we hold now */
-    if (rc == 0 && status != WEFT__ACK_GAP) {
-        rc = weft__vv_merge(ss->acked, bv, NULL);
+    rc = rc ? rc : weft__vv_merge(ss->sent, d->bv, NULL);      /* the peer holds what it sent */
+    rc = rc ? rc : weft__vv_merge(ss->announced, d->vv, NULL); /* and knows what we hold now */
+    if (rc == 0 && d->status != WEFT__ACK_GAP) {
+        rc = weft__vv_merge(ss->acked, d->bv, NULL);
     }
-    weft_vv_destroy(&bv);
-    if (rc == 0) {
-        weft_vv_destroy(&ss->ours);
-        ss->ours = vv;
-        vv = NULL;
-        ss->pending_known = false;
-    }
-    weft_vv_destroy(&vv);
     if (rc != 0) {
-        return close_with(ss, rc, false, now, "acknowledging a batch: %s", weft_last_error());
+        return rc;
     }
+    weft_vv_destroy(&ss->ours);
+    ss->ours = d->vv;
+    d->vv = NULL;
+    ss->pending_known = false;
     ss->stats.batches_received++;
     ss->stats.ops_received += m->nops;
-    ss->stats.bytes_received += bytes;
-    if (status == WEFT__ACK_GAP) {
+    ss->stats.bytes_received += d->bytes;
+    if (d->status == WEFT__ACK_GAP) {
         ss->stats.gaps++;
-        push_event(ss, WEFT_EV_PROGRESS, 0, 0, ss->pending_out, WEFT_EGAP, why);
-        return update_state(ss, now);
+        push_event(ss, WEFT_EV_PROGRESS, 0, 0, ss->pending_out, WEFT_EGAP, d->why);
+        return 0;
     }
-    push_event(ss, WEFT_EV_PROGRESS, m->nops, bytes, ss->pending_out, 0, "received");
-    if (res.applied > 0) {
-        push_event(ss, WEFT_EV_CHANGES, res.applied, 0, ss->pending_out, 0, NULL);
+    push_event(ss, WEFT_EV_PROGRESS, m->nops, d->bytes, ss->pending_out, 0, "received");
+    if (d->res.applied > 0) {
+        push_event(ss, WEFT_EV_CHANGES, d->res.applied, 0, ss->pending_out, 0, NULL);
     }
-    if (conf1 > conf0) {
-        push_event(ss, WEFT_EV_CONFLICT, conf1, 0, ss->pending_out, 0, NULL);
+    if (d->conf1 > d->conf0) {
+        push_event(ss, WEFT_EV_CONFLICT, d->conf1, 0, ss->pending_out, 0, NULL);
     }
-    ss->stats.skew_in = res.deferred > 0 ? 1 : 0;
-    if (res.deferred > 0) {
+    ss->stats.skew_in = d->res.deferred > 0 ? 1 : 0;
+    if (d->res.deferred > 0) {
         char msg[WEFT_MSG_MAX];
         int64_t off = ss->stats.clock_offset_ms;
         snprintf(msg, sizeof msg,
                  "%s's clock is ahead of ours by ~%llu ms: %zu op%s deferred until our clock "
                  "reaches them",
-                 peer_name(ss), off > 0 ? (unsigned long long)off : (unsigned long long)res.skew_ms,
-                 res.deferred, res.deferred == 1 ? "" : "s");
+                 peer_name(ss),
+                 off > 0 ? (unsigned long long)off : (unsigned long long)d->res.skew_ms,
+                 d->res.deferred, d->res.deferred == 1 ? "" : "s");
         ss->stats.deferred++;
-        push_event(ss, WEFT_EV_SKEW, res.deferred, 0, ss->pending_out, 0, msg);
+        push_event(ss, WEFT_EV_SKEW, d->res.deferred, 0, ss->pending_out, 0, msg);
+    }
+    return 0;
+}
+
+/* Apply @p k consecutive OPS messages (k <= APPLY_GROUP) in one write
+ * transaction and one durable commit, then acknowledge each. A batch out of
+ * order or refused by weft_apply ends the group: the batches before it are
+ * committed and acknowledged, then the session closes with the error. When
+ * the commit of several batches fails (a full disk), they are applied again
+ * one per transaction, so that every batch that fits is kept. Any other
+ * failure (the peer's record, a lone batch's commit) drops the group: none
+ * is acknowledged, and the peer sends them again in a later session. */
+static int on_ops(weft__session *ss, weft__msg *ms, size_t k, uint64_t now)
+{
+    ops_done d[APPLY_GROUP];
+    memset(d, 0, sizeof d);
+    size_t n = 0;
+    int err = 0;
+    char msg[WEFT_MSG_MAX] = "";
+    weft_txn *t = NULL;
+    int rc = weft_txn_begin(ss->s, 0, &t);
+    if (rc != 0) {
+        err = rc;
+        snprintf(msg, sizeof msg, "batch %llu refused: %s", (unsigned long long)ms[0].seq,
+                 weft_last_error());
+    }
+    for (size_t i = 0; i < k && err == 0; i++) {
+        if (ms[i].seq != ss->in_seq + 1) {
+            err = WEFT_ECORRUPT;
+            snprintf(msg, sizeof msg, "OPS out of order: seq %llu, expected %llu",
+                     (unsigned long long)ms[i].seq, (unsigned long long)ss->in_seq + 1);
+            break;
+        }
+        ss->in_seq = ms[i].seq;
+        d[n].m = &ms[i];
+        bool whole = true;
+        if ((rc = apply_one(ss, t, &d[n], &whole)) == 0) {
+            n++;
+            continue;
+        }
+        err = rc;
+        snprintf(msg, sizeof msg, "batch %llu refused: %s", (unsigned long long)ms[i].seq,
+                 weft_last_error());
+        ops_done_free(&d[n]);
+        if (whole) {
+            for (size_t j = 0; j < n; j++) {
+                ops_done_free(&d[j]);
+            }
+            n = 0;
+        }
+    }
+    if (n > 0) {
+        WEFT__KILLPOINT(WEFT__KP_SESSION_MERGED);
+        rc = weft__session_save(ss, t); /* unsaved ACKs ride along */
+        rc = rc ? rc : weft_txn_commit(&t);
+        if (rc != 0 && n > 1) {
+            /* The group did not fit (a full disk, say): keep as many whole
+             * batches as do, one transaction each, as if they came apart. */
+            weft_txn_abort(&t);
+            for (size_t j = 0; j < n; j++) {
+                ops_done_free(&d[j]);
+            }
+            ss->in_seq = ms[0].seq - 1;
+            for (size_t j = 0; j < k; j++) {
+                if ((rc = on_ops(ss, &ms[j], 1, now)) != 0) {
+                    return rc;
+                }
+            }
+            return 0;
+        }
+        if (rc != 0) {
+            err = rc;
+            snprintf(msg, sizeof msg, "batch %llu refused: %s", (unsigned long long)ms[0].seq,
+                     weft_last_error());
+            for (size_t j = 0; j < n; j++) {
+                ops_done_free(&d[j]);
+            }
+            n = 0;
+        }
+    }
+    weft_txn_abort(&t);
+    /* Durable (or, for a gap, nothing applied): acknowledge. */
+    if (n > 0) {
+        WEFT__KILLPOINT(WEFT__KP_SESSION_COMMITTED);
+    }
+    for (size_t i = 0, acking = 1; i < n; i++) {
+        if (acking && (rc = ack_one(ss, &d[i], now)) != 0) {
+            acking = 0; /* and the session closes with this error */
+            err = rc;
+            snprintf(msg, sizeof msg, "acknowledging a batch: %s", weft_last_error());
+        }
+        ops_done_free(&d[i]);
+    }
+    if (err != 0) {
+        return close_with(ss, err == WEFT_ENOTFOUND ? WEFT_EAUTH : err, false, now, "%s", msg);
     }
     return update_state(ss, now);
 }
@@ -781,58 +885,100 @@ static int on_done(weft__session *ss, weft__msg *m, uint64_t now)
     return update_state(ss, now);
 }
 
-int weft__session_recv(weft__session *ss, const uint8_t *buf, size_t len, uint64_t now_ms)
+/* Act on one decoded frame other than an OPS after HELLO (those are grouped). */
+static int dispatch(weft__session *ss, weft__msg *m, uint64_t now_ms)
 {
-    if (ss == NULL) {
-        return weft__err(WEFT_EINVAL, "weft__session_recv: session is NULL");
-    }
-    if (ss->closed) {
-        return ss->closed > 0 ? ss->closed : weft__err(ss->closed, "session is closed");
-    }
-    ss->last_recv = now_ms;
-    weft__msg m;
-    int rc = weft__msg_decode(buf, len, &m);
-    if (rc != 0) {
-        return close_with(ss, rc, false, now_ms, "bad frame: %s", weft_last_error());
-    }
-    if (m.type == WEFT__MSG_BYE) {
+    if (m->type == WEFT__MSG_BYE) {
         char msg[WEFT_MSG_MAX];
-        if (m.reason == WEFT__BYE_DONE) {
+        if (m->reason == WEFT__BYE_DONE) {
             snprintf(msg, sizeof msg, "%s said goodbye (done)", peer_name(ss));
         } else {
-            snprintf(msg, sizeof msg, "%s said goodbye (reason %u)", peer_name(ss), m.reason);
+            snprintf(msg, sizeof msg, "%s said goodbye (reason %u)", peer_name(ss), m->reason);
         }
-        rc = close_bye(ss, msg);
-    } else if (m.type == WEFT__MSG_ERROR) {
-        rc = close_with(ss, m.code, true, now_ms, "peer closed: %s: %.*s", weft_err_name(m.code),
-                        (int)m.text.len, (const char *)m.text.ptr);
-    } else if (!ss->greeted && m.type != WEFT__MSG_HELLO) {
-        rc =
-            close_with(ss, WEFT_ECORRUPT, false, now_ms, "message of type %d before HELLO", m.type);
-    } else {
-        switch (m.type) {
-        case WEFT__MSG_HELLO:
-            rc = on_hello(ss, &m, now_ms);
-            break;
-        case WEFT__MSG_OPS:
-            rc = on_ops(ss, &m, now_ms);
-            break;
-        case WEFT__MSG_ACK:
-            rc = on_ack(ss, &m, now_ms);
-            break;
-        case WEFT__MSG_DONE:
-            rc = on_done(ss, &m, now_ms);
-            break;
-        case WEFT__MSG_ASK:
-            rc = on_ask(ss, now_ms);
-            break;
-        default: /* PING: a sign of life, already counted */
-            rc = 0;
-            break;
-        }
+        return close_bye(ss, msg);
     }
-    weft__msg_free(&m);
+    if (m->type == WEFT__MSG_ERROR) {
+        return close_with(ss, m->code, true, now_ms, "peer closed: %s: %.*s",
+                          weft_err_name(m->code), (int)m->text.len, (const char *)m->text.ptr);
+    }
+    if (!ss->greeted && m->type != WEFT__MSG_HELLO) {
+        return close_with(ss, WEFT_ECORRUPT, false, now_ms, "message of type %d before HELLO",
+                          m->type);
+    }
+    switch (m->type) {
+    case WEFT__MSG_HELLO:
+        return on_hello(ss, m, now_ms);
+    case WEFT__MSG_OPS:
+        return on_ops(ss, m, 1, now_ms);
+    case WEFT__MSG_ACK:
+        return on_ack(ss, m, now_ms);
+    case WEFT__MSG_DONE:
+        return on_done(ss, m, now_ms);
+    case WEFT__MSG_ASK:
+        return on_ask(ss, now_ms);
+    default: /* PING: a sign of life, already counted */
+        return 0;
+    }
+}
+
+/* Apply the OPS messages held in @p ms (and free them). */
+static int flush_ops(weft__session *ss, weft__msg *ms, size_t *k, uint64_t now_ms)
+{
+    int rc = *k > 0 ? on_ops(ss, ms, *k, now_ms) : 0;
+    for (size_t i = 0; i < *k; i++) {
+        weft__msg_free(&ms[i]);
+    }
+    *k = 0;
     return rc;
+}
+
+int weft__session_recv_many(weft__session *ss, const weft_bytes *frames, size_t n, uint64_t now_ms)
+{
+    if (ss == NULL || (frames == NULL && n > 0)) {
+        return weft__err(WEFT_EINVAL, "weft__session_recv_many: %s is NULL",
+                         ss == NULL ? "session" : "frames");
+    }
+    weft__msg ms[APPLY_GROUP];
+    size_t k = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (ss->closed) {
+            rc = ss->closed > 0 ? ss->closed : weft__err(ss->closed, "session is closed");
+            break;
+        }
+        ss->last_recv = now_ms;
+        weft__msg m;
+        if ((rc = weft__msg_decode(frames[i].ptr, frames[i].len, &m)) != 0) {
+            char why[WEFT_MSG_MAX];
+            int bad = rc;
+            snprintf(why, sizeof why, "%s", weft_last_error());
+            rc = flush_ops(ss, ms, &k, now_ms);
+            if (rc == 0) {
+                rc = close_with(ss, bad, false, now_ms, "bad frame: %s", why);
+            }
+            break;
+        }
+        if (m.type == WEFT__MSG_OPS && ss->greeted) {
+            ms[k++] = m; /* applied with the OPS that follow it, if any */
+            if (k == APPLY_GROUP) {
+                rc = flush_ops(ss, ms, &k, now_ms);
+            }
+            continue;
+        }
+        rc = flush_ops(ss, ms, &k, now_ms); /* in order: the OPS before it first */
+        if (rc == 0) {
+            rc = dispatch(ss, &m, now_ms);
+        }
+        weft__msg_free(&m);
+    }
+    int frc = flush_ops(ss, ms, &k, now_ms);
+    return rc != 0 ? rc : frc;
+}
+
+int weft__session_recv(weft__session *ss, const uint8_t *buf, size_t len, uint64_t now_ms)
+{
+    weft_bytes f = {buf, len};
+    return weft__session_recv_many(ss, &f, 1, now_ms);
 }
 
 /* ---------------------------------------------------------------- sending */

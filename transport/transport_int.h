@@ -19,8 +19,9 @@
  *   1. Every frame a session emits decodes with weft__msg_decode, is at most
  *      WEFT__MSG_MAX bytes, and follows the ordering rules of protocol.md.
  *   2. A session applies each OPS batch in one write transaction together
- *      with the peer's acknowledged vector (weft__peer_acked_merge), and
- *      emits the ACK only after that transaction committed. ACKs it receives
+ *      with the peer's acknowledged vector (weft__peer_acked_merge) (batches
+ *      received in a row may share it: weft__session_recv_many), and emits
+ *      the ACK only after that transaction committed. ACKs it receives
  *      are kept exact in memory and persisted lazily (weft__session_save).
  *   3. A session never holds more than WEFT__WINDOW unacknowledged OPS
  *      batches, each at most WEFT__OPS_FRAME_MAX bytes encoded, so its
@@ -185,6 +186,13 @@ void weft__session_destroy(weft__session **self_p);
  * failure); or a negative WEFT_E* when the session must close: an ERROR
  * frame has then been queued (send it, then close). */
 int weft__session_recv(weft__session *ss, const uint8_t *buf, size_t len, uint64_t now_ms);
+
+/** Feed @p n frames received in a row, as n calls of weft__session_recv
+ * would, except that consecutive OPS messages (up to 8) are applied in one
+ * write transaction with one durable commit; each still gets its own ACK,
+ * queued after that commit. Stops at the first frame that closes the session
+ * and returns as weft__session_recv does. */
+int weft__session_recv_many(weft__session *ss, const weft_bytes *frames, size_t n, uint64_t now_ms);
 
 /** Say goodbye: queue BYE (reason WEFT__BYE_DONE) and close the session
  * cleanly (state IDLE); afterwards nothing more is queued and recv/poll

@@ -43,9 +43,10 @@
 #include "store/store_int.h"
 #include "transport/transport_int.h"
 
-#define SIM_NODES 8
-#define SIM_LINKS 16
-#define SIM_EPOCH UINT64_C(1700000000000)
+#define SIM_NODES     8
+#define SIM_LINKS     16
+#define SIM_BURST_MAX 16 /* the largest burst_max */
+#define SIM_EPOCH     UINT64_C(1700000000000)
 
 typedef struct sim sim;
 
@@ -125,12 +126,16 @@ struct sim {
     unsigned dup_per_mille;     /* chance per frame of duplicating it */
     unsigned reorder_per_mille; /* chance per frame of swapping it with the previous */
     unsigned reconnect_ms;
+    unsigned burst_max;    /* frames of one direction handed to weft__session_recv_many at
+                            * once: 1..burst_max at random (0 or 1: one at a time, and no
+                            * random draw, so older seeds replay unchanged) */
     weft__session_cfg cfg; /* window, batch sizes, heartbeat... (peer_key/role set per side) */
     bool track_acks;       /* record acknowledged ids (sim_ids per node) */
     bool lazy_poll;        /* poll a session only on its deadline or a change of its store,
                             * as the engine does; else every session every step (tests that
                             * write to stores behind the simulator's back need that) */
     uint64_t steps;
+    uint64_t runs;  /* deliveries of 2 or more OPS at once (burst_max) */
     uint64_t trace; /* hash of every frame delivered and id issued (replay check) */
 };
 

@@ -558,7 +558,9 @@ static void write_one(sim *m, int n)
     cr_assert_neq(weft_id_cmp(before, m->node[n].last_id), 0, "no write issued an op");
 }
 
-static void hand_open(hand *h, sim *m, int a, int b)
+/* Sessions between nodes @p a (side 0) and @p b (side 1); @p batch_ops: ops
+ * per OPS message (0: the default). */
+static void hand_open_batch(hand *h, sim *m, int a, int b, uint32_t batch_ops)
 {
     memset(h, 0, sizeof *h);
     h->m = m;
@@ -570,8 +572,14 @@ static void hand_open(hand *h, sim *m, int a, int b)
         memcpy(c.peer_key, m->node[peer].pk, WEFT_KEY_BYTES);
         snprintf(c.name, sizeof c.name, "n%d", peer);
         c.role = m->node[self].role;
+        c.batch_ops = batch_ops;
         OK(weft__session_new(m->node[self].s, &c, m->now, &h->ss[i]));
     }
+}
+
+static void hand_open(hand *h, sim *m, int a, int b)
+{
+    hand_open_batch(h, m, a, b, 0);
 }
 
 static void hand_close(hand *h)
@@ -683,6 +691,255 @@ Test(session, in_sync_session_is_two_digest_hellos)
     cr_assert(weft__session_caught_up(h.ss[0]) && weft__session_caught_up(h.ss[1]));
     hand_close(&h);
     sim_destroy(&m);
+}
+
+/* ---- OPS received in a row (weft__session_recv_many) ---- */
+
+#define ROW_BATCHES 4 /* the default window */
+
+/* a holds 2 * ROW_BATCHES ops that b lacks; a session with batches of 2 ops
+ * is greeted, and a's ROW_BATCHES OPS frames are held back in @p ops
+ * (copies) for the test to deliver. */
+typedef struct row {
+    sim m;
+    hand h;
+    weft__buf ops[ROW_BATCHES];
+    weft_id first[ROW_BATCHES]; /* each batch's first op */
+} row;
+
+static void row_open(row *r, uint64_t seed)
+{
+    memset(r, 0, sizeof *r);
+    synced_pair(&r->m, seed, 4);
+    for (int i = 0; i < 2 * ROW_BATCHES; i++) {
+        write_one(&r->m, 0);
+    }
+    hand_open_batch(&r->h, &r->m, 0, 1, 2);
+    weft__buf f = {0};
+    int n = 0, type;
+    for (int round = 0, moved = 1; moved; round++) {
+        cr_assert_lt(round, 100);
+        moved = 0;
+        for (int i = 0; i < 2; i++) {
+            OK(weft__session_poll(r->h.ss[i], r->m.now));
+            while (hand_take(&r->h, i, &f, &type)) {
+                moved = 1;
+                if (type != WEFT__MSG_OPS) {
+                    hand_give(&r->h, 1 - i, &f);
+                    continue;
+                }
+                cr_assert_eq(i, 0, "b has nothing to send");
+                cr_assert_lt(n, ROW_BATCHES, "more OPS than the window");
+                weft__msg msg;
+                OK(weft__msg_decode(f.ptr, f.len, &msg));
+                cr_assert_eq(msg.nops, 2);
+                r->first[n] = msg.ops[0].id;
+                weft__msg_free(&msg);
+                OK(weft__buf_put(&r->ops[n++], f.ptr, f.len));
+            }
+        }
+    }
+    cr_assert_eq(n, ROW_BATCHES);
+    weft__buf_free(&f);
+}
+
+static void row_close(row *r)
+{
+    for (int i = 0; i < ROW_BATCHES; i++) {
+        weft__buf_free(&r->ops[i]);
+    }
+    hand_close(&r->h);
+    sim_destroy(&r->m);
+}
+
+/* The durable commits a store has made (LMDB's last transaction id). */
+static uint64_t commits_of(row *r, int n)
+{
+    MDB_envinfo ei;
+    cr_assert_eq(mdb_env_info(r->m.node[n].s->env, &ei), 0);
+    return (uint64_t)ei.me_last_txnid;
+}
+
+/* Side @p i's next frame must be of @p type (and, for an ACK, of @p seq and
+ * @p status). */
+static void expect_frame(row *r, int i, int type, uint64_t seq, uint32_t status)
+{
+    weft__buf f = {0};
+    int got;
+    cr_assert(hand_take(&r->h, i, &f, &got), "no frame; expected type %d", type);
+    cr_assert_eq(got, type, "frame of type %d, expected %d", got, type);
+    if (type == WEFT__MSG_ACK) {
+        weft__msg msg;
+        OK(weft__msg_decode(f.ptr, f.len, &msg));
+        cr_assert_eq(msg.seq, seq);
+        cr_assert_eq(msg.status, status, "ACK %llu: status %u", (unsigned long long)seq,
+                     msg.status);
+        weft__msg_free(&msg);
+    }
+    weft__buf_free(&f);
+}
+
+static void expect_no_frame(row *r, int i)
+{
+    weft__buf f = {0};
+    int got;
+    cr_assert_not(hand_take(&r->h, i, &f, &got), "unexpected frame of type %d", got);
+    weft__buf_free(&f);
+}
+
+/* Deliver frames @p idx[0..n) of r->ops (or @p extra where idx is -1). */
+static int row_give(row *r, const int *idx, size_t n, const weft__buf *extra)
+{
+    weft_bytes fr[8];
+    cr_assert_leq(n, 8);
+    for (size_t i = 0; i < n; i++) {
+        const weft__buf *b = idx[i] < 0 ? extra : &r->ops[idx[i]];
+        fr[i] = (weft_bytes){b->ptr, b->len};
+    }
+    return weft__session_recv_many(r->h.ss[1], fr, n, r->m.now);
+}
+
+/* Batch @p i again as OPS @p seq, into @p out; with @p payload, its second
+ * op's payload replaced by it. */
+static void row_reencode(row *r, int i, uint64_t seq, const weft_bytes *payload, weft__buf *out)
+{
+    weft__msg msg;
+    OK(weft__msg_decode(r->ops[i].ptr, r->ops[i].len, &msg));
+    if (payload != NULL) {
+        msg.ops[1].payload = *payload;
+    }
+    OK(weft__msg_ops(out, seq, msg.ops, msg.nops));
+    weft__msg_free(&msg);
+}
+
+/* Four OPS handed over together: one durable commit where one at a time
+ * makes four (both also commit the session's first LIVE), four ACKs after
+ * it, each applied; the sessions then end caught up and the stores equal. */
+Test(session, ops_in_a_row_share_one_commit)
+{
+    row r;
+    row_open(&r, 41);
+    uint64_t c0 = commits_of(&r, 1);
+    for (int i = 0; i < ROW_BATCHES; i++) {
+        OK(row_give(&r, &i, 1, NULL));
+    }
+    uint64_t one_by_one = commits_of(&r, 1) - c0;
+    cr_assert_eq(one_by_one, ROW_BATCHES + 1);
+    row_close(&r);
+
+    row_open(&r, 41);
+    c0 = commits_of(&r, 1);
+    int all[] = {0, 1, 2, 3};
+    OK(row_give(&r, all, 4, NULL));
+    cr_assert_eq(commits_of(&r, 1) - c0, 2, "%llu commits for 4 batches in a row",
+                 (unsigned long long)(commits_of(&r, 1) - c0));
+    cr_assert_eq(weft__session_state(r.h.ss[1]), WEFT_PEER_LIVE);
+    for (int i = 0; i < ROW_BATCHES; i++) {
+        cr_assert(sim_holds(&r.m, 1, r.first[i]), "batch %d not applied", i + 1);
+    }
+    /* The ACKs, in order (take them to check, then hand them on). */
+    weft__buf f = {0};
+    int type;
+    for (uint64_t k = 1; k <= ROW_BATCHES; k++) {
+        cr_assert(hand_take(&r.h, 1, &f, &type));
+        weft__msg msg;
+        OK(weft__msg_decode(f.ptr, f.len, &msg));
+        cr_assert_eq(msg.type, WEFT__MSG_ACK);
+        cr_assert_eq(msg.seq, k);
+        cr_assert_eq(msg.status, WEFT__ACK_APPLIED);
+        weft__msg_free(&msg);
+        hand_give(&r.h, 0, &f);
+    }
+    weft__buf_free(&f);
+    hand_run(&r.h);
+    cr_assert(weft__session_caught_up(r.h.ss[0]) && weft__session_caught_up(r.h.ss[1]));
+    cr_assert(sim_same(&r.m, 0, 1));
+    row_close(&r);
+}
+
+/* A batch out of order in a row: those before it are committed (once) and
+ * acknowledged, then ERROR; nothing after it is applied. */
+Test(session, out_of_order_in_a_row_keeps_the_batches_before_it)
+{
+    row r;
+    row_open(&r, 43);
+    uint64_t c0 = commits_of(&r, 1);
+    int idx[] = {0, 1, 1, 2};
+    int rc = row_give(&r, idx, 4, NULL);
+    cr_assert_eq(rc, WEFT_ECORRUPT, "%s: %s", weft_err_name(rc), weft_last_error());
+    cr_assert_eq(commits_of(&r, 1), c0 + 1);
+    cr_assert(sim_holds(&r.m, 1, r.first[0]) && sim_holds(&r.m, 1, r.first[1]));
+    cr_assert_not(sim_holds(&r.m, 1, r.first[2]));
+    expect_frame(&r, 1, WEFT__MSG_ACK, 1, WEFT__ACK_APPLIED);
+    expect_frame(&r, 1, WEFT__MSG_ACK, 2, WEFT__ACK_APPLIED);
+    expect_frame(&r, 1, WEFT__MSG_ERROR, 0, 0);
+    expect_no_frame(&r, 1);
+    cr_assert_eq(weft__session_state(r.h.ss[1]), WEFT_PEER_ERROR);
+    row_close(&r);
+}
+
+/* A batch that does not connect, in a row: ACK gap for it (nothing of it
+ * applied), the batch before it committed, and the session goes on. */
+Test(session, gap_in_a_row)
+{
+    row r;
+    row_open(&r, 47);
+    weft__buf skip = {0}; /* batch 3 as seq 2: batch 2 never arrives */
+    row_reencode(&r, 2, 2, NULL, &skip);
+    int idx[] = {0, -1};
+    OK(row_give(&r, idx, 2, &skip));
+    cr_assert(sim_holds(&r.m, 1, r.first[0]));
+    cr_assert_not(sim_holds(&r.m, 1, r.first[1]) || sim_holds(&r.m, 1, r.first[2]));
+    expect_frame(&r, 1, WEFT__MSG_ACK, 1, WEFT__ACK_APPLIED);
+    expect_frame(&r, 1, WEFT__MSG_ACK, 2, WEFT__ACK_GAP);
+    expect_no_frame(&r, 1);
+    cr_assert_neq(weft__session_state(r.h.ss[1]), WEFT_PEER_ERROR);
+    weft__buf_free(&skip);
+    row_close(&r);
+}
+
+/* A batch weft_apply refuses, in a row: the batch before it is committed
+ * and acknowledged, then ERROR with the store's code. */
+Test(session, refused_batch_in_a_row_keeps_the_batch_before_it)
+{
+    row r;
+    row_open(&r, 53);
+    static const uint8_t junk[] = {0xc1}; /* never a msgpack byte */
+    weft_bytes payload = {junk, sizeof junk};
+    weft__buf bad = {0};
+    row_reencode(&r, 1, 2, &payload, &bad);
+    int idx[] = {0, -1, 2};
+    cr_assert_eq(row_give(&r, idx, 3, &bad), WEFT_ECORRUPT);
+    cr_assert(sim_holds(&r.m, 1, r.first[0]));
+    cr_assert_not(sim_holds(&r.m, 1, r.first[1]));
+    expect_frame(&r, 1, WEFT__MSG_ACK, 1, WEFT__ACK_APPLIED);
+    expect_frame(&r, 1, WEFT__MSG_ERROR, 0, 0);
+    expect_no_frame(&r, 1);
+    weft__buf_free(&bad);
+    row_close(&r);
+}
+
+/* OPS then BYE in one call: the batches are applied and acknowledged, then
+ * the session closes cleanly; later calls change nothing. */
+Test(session, bye_after_ops_in_a_row)
+{
+    row r;
+    row_open(&r, 59);
+    weft__buf bye = {0};
+    OK(weft__msg_bye(&bye, WEFT__BYE_DONE));
+    int idx[] = {0, 1, -1, 2};
+    cr_assert_eq(row_give(&r, idx, 4, &bye), WEFT__SESSION_BYE);
+    cr_assert(sim_holds(&r.m, 1, r.first[1]));
+    cr_assert_not(sim_holds(&r.m, 1, r.first[2]));
+    expect_frame(&r, 1, WEFT__MSG_ACK, 1, WEFT__ACK_APPLIED);
+    expect_frame(&r, 1, WEFT__MSG_ACK, 2, WEFT__ACK_APPLIED);
+    expect_no_frame(&r, 1);
+    int rest[] = {2, 3};
+    cr_assert_eq(row_give(&r, rest, 2, NULL), WEFT__SESSION_BYE);
+    cr_assert_not(sim_holds(&r.m, 1, r.first[2]));
+    cr_assert_eq(weft__session_recv_many(r.h.ss[1], NULL, 1, r.m.now), WEFT_EINVAL);
+    weft__buf_free(&bye);
+    row_close(&r);
 }
 
 /* a loses an unsaved ACK (a crash), so its record of b is one op short: b's
@@ -873,7 +1130,7 @@ Test(session, duplicate_delivery_changes_nothing)
 typedef struct case_stats {
     uint64_t cases, nodes[SIM_NODES + 1], topo[6];
     uint64_t restarts, step_backs, minute_offsets, beyond_horizon, year_ahead, jumps;
-    uint64_t deferred, gaps, errors, sessions, acked_ids;
+    uint64_t deferred, gaps, errors, sessions, acked_ids, runs;
 } case_stats;
 
 enum { TOPO_PAIR, TOPO_STAR, TOPO_STAR_DIRECT, TOPO_MESH, TOPO_CHAIN, TOPO_TWO_RELAYS };
@@ -982,6 +1239,9 @@ static uint64_t run_case(uint64_t seed, case_stats *st)
     sim_init(&m, seed);
     m.track_acks = true;
     m.lazy_poll = true;
+    /* Odd seeds hand frames over in runs (more than one group's worth at
+     * times), as the engine does; even ones one by one. */
+    m.burst_max = seed % 2 ? 12 : 1;
     unsigned r = (unsigned)(sim_rand(&m) % 20);
     int nn = r < 3 ? 2 : r < 9 ? 3 : r < 15 ? 4 : 5;
     int topo = nn == 2 ? TOPO_PAIR : 1 + (int)(sim_rand(&m) % (nn >= 4 ? 5 : 4));
@@ -1120,6 +1380,7 @@ static uint64_t run_case(uint64_t seed, case_stats *st)
         st->errors += m.link[li].errors;
         st->sessions += m.link[li].sessions;
     }
+    st->runs += m.runs;
     return trace;
 }
 
@@ -1152,7 +1413,8 @@ Test(session, random_schedules_converge, .timeout = 300)
             "pair/star/star+direct/mesh/chain/2-relays: %llu/%llu/%llu/%llu/%llu/%llu; "
             "restarts %llu; clock: minutes off %llu (%llu beyond the horizon), year ahead %llu, "
             "steps back %llu, time jumps %llu; deferred ACKs %llu, gap ACKs %llu, session "
-            "errors %llu, sessions %llu; acknowledged ids checked everywhere %llu\n",
+            "errors %llu, sessions %llu; OPS handed over in runs %llu; acknowledged ids checked "
+            "everywhere %llu\n",
             (unsigned long long)seed0, (unsigned long long)(seed0 + cases - 1),
             (unsigned long long)st.nodes[2], (unsigned long long)st.nodes[3],
             (unsigned long long)st.nodes[4], (unsigned long long)st.nodes[5],
@@ -1164,7 +1426,10 @@ Test(session, random_schedules_converge, .timeout = 300)
             (unsigned long long)st.step_backs, (unsigned long long)st.jumps,
             (unsigned long long)st.deferred, (unsigned long long)st.gaps,
             (unsigned long long)st.errors, (unsigned long long)st.sessions,
-            (unsigned long long)st.acked_ids);
+            (unsigned long long)st.runs, (unsigned long long)st.acked_ids);
+    if (cases >= 20) { /* the odd seeds' runs reach the grouped apply */
+        cr_assert_gt(st.runs, 0, "no run of OPS was handed over at once");
+    }
 }
 
 /* A seed replays exactly: same frames in the same order at the same
