@@ -434,6 +434,15 @@ static uint64_t link_ready_at(const sim *m, const sim_link *l)
     return t;
 }
 
+void sim_link_mute(sim *m, int li, int dir, bool on)
+{
+    if (dir == 0) {
+        m->link[li].mute_ab = on;
+    } else {
+        m->link[li].mute_ba = on;
+    }
+}
+
 void sim_link_enable(sim *m, int li, bool on)
 {
     sim_link *l = &m->link[li];
@@ -471,8 +480,9 @@ static void drain_frames(sim *m, sim_link *l, weft__session *ss, sim_q *q, int n
         cr_assert_leq(f.len, WEFT__MSG_MAX, "a frame of %zu bytes [seed %llu]", f.len,
                       (unsigned long long)m->seed);
         if (m->track_acks && frame_is(f.ptr, f.len, WEFT__MSG_ACK)) {
-            inbox_acked(m, ni, in, f.ptr, f.len);
+            inbox_acked(m, ni, in, f.ptr, f.len); /* ni committed them, heard or not */
         }
+        l->muted += q == &l->ab ? l->mute_ab : l->mute_ba;
         uint64_t at = m->now + rnd(m, m->delay_max + 1);
         if (q->n > 0 && q->v[q->head + q->n - 1].at > at) {
             at = q->v[q->head + q->n - 1].at; /* FIFO within a direction */
@@ -513,8 +523,9 @@ static void fail_link(sim *m, int li, bool a_failed)
     sim_link *l = &m->link[li];
     l->errors++;
     weft__session *from = a_failed ? l->sa : l->sb, *to = a_failed ? l->sb : l->sa;
+    bool lost = a_failed ? l->mute_ab : l->mute_ba;
     weft_bytes f;
-    while (weft__session_next(from, &f) == 1) {
+    while (weft__session_next(from, &f) == 1 && !lost) {
         weft__msg msg;
         if (weft__msg_decode(f.ptr, f.len, &msg) == 0) {
             if (msg.type == WEFT__MSG_ERROR) {
@@ -587,8 +598,8 @@ void sim_step(sim *m)
         }
         for (int d = 0; d < 2; d++) {
             sim_q *q = d ? &l->ba : &l->ab;
-            if (q->n == 0) {
-                continue;
+            if (q->n == 0 || (d ? l->mute_ba : l->mute_ab)) {
+                continue; /* (held back by a one-way partition) */
             }
             if (q->v[q->head].at <= m->now) {
                 cand[nc++] = 2 * i + d;

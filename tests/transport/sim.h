@@ -110,6 +110,8 @@ typedef struct sim_link {
     uint64_t sessions, closes, errors;
     uint64_t ops_sent_a, ops_sent_b, max_inflight;
     uint64_t deferred, gaps; /* drift-horizon deferrals and gap ACKs, both sides */
+    bool mute_ab, mute_ba;   /* a one-way partition: frames sent that way are held */
+    uint64_t muted;          /* frames sent while held */
     size_t max_queued_bytes;
 } sim_link;
 
@@ -148,6 +150,12 @@ int sim_link_add(sim *m, int a, int b);
 /** Enable (connect, reconnecting after cuts) or disable (cut, stay down). */
 void sim_link_enable(sim *m, int l, bool on);
 void sim_cut(sim *m, int l);
+/** A one-way partition of link @p l: while @p on, frames in direction @p dir
+ * (0: a to b, 1: b to a) are held back, in order, as a stalled TCP stream
+ * holds them (the other way works): delivered if the partition heals before
+ * the connection drops, lost with it otherwise. The deaf side sees a silent
+ * peer, fails, and the link reconnects as usual. */
+void sim_link_mute(sim *m, int l, int dir, bool on);
 /** One scheduling step. */
 void sim_step(sim *m);
 /** Every enabled link up, both sessions caught up, nothing queued. */

@@ -3,9 +3,11 @@
  * backlog under the window, a relay between devices never online together,
  * cuts mid-sync, duplicated/reordered frames, a skewed clock (seen by the
  * receiver and, through the deferred ACK, by the sender), a clean BYE,
- * duplicate delivery, the peer API, a peer a year ahead behind a relay, and
- * many seeded random schedules (run_case: 2-5 replicas in six topologies,
- * with restarts and clock faults; what each checks is described there).
+ * duplicate delivery, the peer API, a peer a year ahead behind a relay, OPS
+ * received in a row (one commit; a bad batch, a gap or BYE among them), a
+ * one-way partition each way, and many seeded random schedules (run_case:
+ * 2-5 replicas in six topologies, with restarts, clock faults, frames handed
+ * over in runs and one-way partitions; what each checks is described there).
  *
  * Replay a failure with WEFT_SEED=<seed printed> WEFT_CASES=1; widen the
  * random run with WEFT_CASES=<n>; SIM_DEBUG=1 prints one line per seed;
@@ -942,6 +944,47 @@ Test(session, bye_after_ops_in_a_row)
     row_close(&r);
 }
 
+/* A one-way partition (frames one way are held, as by a stalled TCP stream;
+ * the other way works), in each direction, between live sessions: the deaf
+ * side finds its peer silent, fails and the link reconnects, again and
+ * again; the deaf side gets none of the other's writes meanwhile; after healing both converge with
+ * exact acknowledged vectors, and every id acknowledged is held everywhere. */
+Test(session, one_way_partition_loses_nothing)
+{
+    for (int dir = 0; dir < 2; dir++) {
+        sim m;
+        sim_init(&m, sim_env_seed(61 + (uint64_t)dir));
+        m.track_acks = true;
+        int a = sim_node_add(&m, WEFT_ROLE_DEVICE, 0), b = sim_node_add(&m, WEFT_ROLE_DEVICE, 0);
+        int l = sim_link_add(&m, a, b);
+        write_one(&m, a);
+        cr_assert(sim_run(&m, 100000));
+        int talker = dir == 0 ? a : b, deaf = dir == 0 ? b : a;
+        sim_link_mute(&m, l, dir, true);
+        uint64_t errors0 = m.link[l].errors;
+        for (int i = 0; i < 20; i++) {
+            write_one(&m, talker);
+            write_one(&m, deaf);
+            for (int k = 0; k < 20; k++) {
+                sim_step(&m);
+            }
+        }
+        for (uint64_t k = 0; k < 100000 && m.link[l].errors < errors0 + 3; k++) {
+            sim_step(&m);
+        }
+        cr_assert_gt(m.link[l].muted, 0, "direction %d: nothing was held back", dir);
+        cr_assert_geq(m.link[l].errors, errors0 + 3, "direction %d: the sessions never failed",
+                      dir);
+        cr_assert_not(sim_holds(&m, deaf, m.node[talker].last_id),
+                      "direction %d: the deaf side heard the other", dir);
+        sim_link_mute(&m, l, dir, false);
+        cr_assert(sim_run(&m, 200000), "direction %d: no convergence after healing", dir);
+        assert_pair_done(&m, a, b);
+        cr_assert_gt(sim_check_acked(&m), 40);
+        sim_destroy(&m);
+    }
+}
+
 /* a loses an unsaved ACK (a crash), so its record of b is one op short: b's
  * digest does not match, a sends ASK, b answers with its vector. Meanwhile
  * b, which has a's vector, streams a new write: a applies OPS that arrive
@@ -1130,7 +1173,7 @@ Test(session, duplicate_delivery_changes_nothing)
 typedef struct case_stats {
     uint64_t cases, nodes[SIM_NODES + 1], topo[6];
     uint64_t restarts, step_backs, minute_offsets, beyond_horizon, year_ahead, jumps;
-    uint64_t deferred, gaps, errors, sessions, acked_ids, runs;
+    uint64_t deferred, gaps, errors, sessions, acked_ids, runs, muted;
 } case_stats;
 
 enum { TOPO_PAIR, TOPO_STAR, TOPO_STAR_DIRECT, TOPO_MESH, TOPO_CHAIN, TOPO_TWO_RELAYS };
@@ -1242,6 +1285,9 @@ static uint64_t run_case(uint64_t seed, case_stats *st)
     /* Odd seeds hand frames over in runs (more than one group's worth at
      * times), as the engine does; even ones one by one. */
     m.burst_max = seed % 2 ? 12 : 1;
+    /* A third of the seeds also cut links one way at times (no random draw
+     * for the others, so their schedules are unchanged). */
+    bool oneway = seed % 3 == 0;
     unsigned r = (unsigned)(sim_rand(&m) % 20);
     int nn = r < 3 ? 2 : r < 9 ? 3 : r < 15 ? 4 : 5;
     int topo = nn == 2 ? TOPO_PAIR : 1 + (int)(sim_rand(&m) % (nn >= 4 ? 5 : 4));
@@ -1305,10 +1351,16 @@ static uint64_t run_case(uint64_t seed, case_stats *st)
             int64_t back = 1 + (int64_t)(sim_rand(&m) % (uint64_t)(10 * MINUTE_MS));
             sim_set_skew(&m, k, m.node[k].skew_ms - back);
         }
+        if (oneway && sim_rand(&m) % 6 == 0) { /* mute or unmute one direction */
+            int li = (int)(sim_rand(&m) % (uint64_t)m.nlinks), dir = (int)(sim_rand(&m) % 2);
+            sim_link_mute(&m, li, dir, !(dir ? m.link[li].mute_ba : m.link[li].mute_ab));
+        }
     }
     m.cut_per_mille = m.dup_per_mille = m.reorder_per_mille = 0;
     for (int li = 0; li < m.nlinks; li++) {
         sim_link_enable(&m, li, true);
+        sim_link_mute(&m, li, 0, false);
+        sim_link_mute(&m, li, 1, false);
     }
     if (year_at >= 0) { /* every link gets the chance to carry the year-ahead ops */
         st->year_ahead++;
@@ -1379,6 +1431,7 @@ static uint64_t run_case(uint64_t seed, case_stats *st)
         st->gaps += m.link[li].gaps;
         st->errors += m.link[li].errors;
         st->sessions += m.link[li].sessions;
+        st->muted += m.link[li].muted;
     }
     st->runs += m.runs;
     return trace;
@@ -1413,8 +1466,8 @@ Test(session, random_schedules_converge, .timeout = 300)
             "pair/star/star+direct/mesh/chain/2-relays: %llu/%llu/%llu/%llu/%llu/%llu; "
             "restarts %llu; clock: minutes off %llu (%llu beyond the horizon), year ahead %llu, "
             "steps back %llu, time jumps %llu; deferred ACKs %llu, gap ACKs %llu, session "
-            "errors %llu, sessions %llu; OPS handed over in runs %llu; acknowledged ids checked "
-            "everywhere %llu\n",
+            "errors %llu, sessions %llu; OPS handed over in runs %llu; frames held one way %llu; "
+            "acknowledged ids checked everywhere %llu\n",
             (unsigned long long)seed0, (unsigned long long)(seed0 + cases - 1),
             (unsigned long long)st.nodes[2], (unsigned long long)st.nodes[3],
             (unsigned long long)st.nodes[4], (unsigned long long)st.nodes[5],
@@ -1426,9 +1479,11 @@ Test(session, random_schedules_converge, .timeout = 300)
             (unsigned long long)st.step_backs, (unsigned long long)st.jumps,
             (unsigned long long)st.deferred, (unsigned long long)st.gaps,
             (unsigned long long)st.errors, (unsigned long long)st.sessions,
-            (unsigned long long)st.runs, (unsigned long long)st.acked_ids);
-    if (cases >= 20) { /* the odd seeds' runs reach the grouped apply */
+            (unsigned long long)st.runs, (unsigned long long)st.muted,
+            (unsigned long long)st.acked_ids);
+    if (cases >= 20) { /* the knobs the seeds pick are exercised */
         cr_assert_gt(st.runs, 0, "no run of OPS was handed over at once");
+        cr_assert_gt(st.muted, 0, "no frame was held by a one-way partition");
     }
 }
 
