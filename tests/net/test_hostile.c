@@ -620,24 +620,42 @@ static void *insecure_client(void *ctx, int plain)
     return s;
 }
 
-/* Wait up to @p ms for @p mon's first handshake outcome: 1 a failure on a
- * mechanism mismatch, -1 a handshake that succeeded, 0 nothing. */
-static int handshake_outcome(void *mon, long ms)
+/* How a non-CURVE client's handshakes went, from its monitor's events. */
+typedef struct outcomes {
+    unsigned mismatch;  /* HANDSHAKE_FAILED_PROTOCOL, mechanism mismatch */
+    unsigned failed;    /* any other handshake failure (the server closed first) */
+    unsigned succeeded; /* HANDSHAKE_SUCCEEDED: must stay 0 */
+} outcomes;
+
+/* Read @p mon's events for up to @p ms, until the first mismatch (the
+ * client learnt why), counting every handshake outcome on the way. The
+ * client reconnects after each failure, so its monitor holds one outcome
+ * per attempt. Which failure a client sees depends on timing in libzmq: the
+ * server detects the mismatch in the client's greeting and closes, and when
+ * it does so before its own greeting's mechanism has left, the client sees
+ * a closed connection (HANDSHAKE_FAILED_NO_DETAIL, EPIPE) instead of the
+ * mismatch; under load some clients see only that for seconds. */
+static outcomes handshake_outcomes(void *mon, long ms)
 {
+    outcomes o = {0, 0, 0};
     uint16_t ev;
     uint32_t val;
     uint64_t t0 = now_ms();
     long left;
-    while ((left = ms - (long)(now_ms() - t0)) > 0 && monitor_next(mon, left, &ev, &val)) {
+    while (o.mismatch == 0 && (left = ms - (long)(now_ms() - t0)) > 0 &&
+           monitor_next(mon, left, &ev, &val)) {
         if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
             val == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
-            return 1;
-        }
-        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-            return -1;
+            o.mismatch++;
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            o.succeeded++;
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                   ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+                   ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            o.failed++;
         }
     }
-    return 0;
+    return o;
 }
 
 Test(hostile, null_and_plain_clients_are_refused_while_a_peer_syncs)
@@ -680,13 +698,17 @@ Test(hostile, null_and_plain_clients_are_refused_while_a_peer_syncs)
     free(OK(a, "put", "notes", "n2", "title=\"again\""));
     free(OK(a, "sync", "b", "--timeout", "20"));
     same_state(a, b);
-    /* Every handshake failed on the mechanism (the client sees why), none
-     * succeeded, no frame came back. */
+    /* Every client's handshakes failed and none succeeded; no frame came
+     * back. Most clients learnt why (the mechanism mismatch); the others
+     * saw the server close first (see handshake_outcomes). */
     for (int k = 0; k < 2; k++) {
+        unsigned learnt = 0;
         for (int i = 0; i < CLIENTS; i++) {
-            int outcome = handshake_outcome(mon[k][i], 5000);
-            cr_assert_neq(outcome, -1, "a %s client completed a handshake", names[k]);
-            cr_assert_eq(outcome, 1, "%s client %d: no mechanism-mismatch failure", names[k], i);
+            outcomes o = handshake_outcomes(mon[k][i], 5000);
+            cr_assert_eq(o.succeeded, 0, "a %s client completed a handshake", names[k]);
+            cr_assert_gt(o.mismatch + o.failed, 0, "%s client %d: no handshake outcome in 5 s",
+                         names[k], i);
+            learnt += o.mismatch > 0;
             char buf[64];
             cr_assert_lt(zmq_recv(cl[k][i], buf, sizeof buf, ZMQ_DONTWAIT), 0,
                          "a %s client received a frame", names[k]);
@@ -694,8 +716,10 @@ Test(hostile, null_and_plain_clients_are_refused_while_a_peer_syncs)
             zmq_close(mon[k][i]);
             zmq_close(cl[k][i]);
         }
-        cr_log_info("%d %s clients: each handshake failed on a mechanism mismatch", CLIENTS,
-                    names[k]);
+        cr_assert_gt(learnt, CLIENTS / 2, "only %u of %d %s clients saw the mechanism mismatch",
+                     learnt, CLIENTS, names[k]);
+        cr_log_info("%d %s clients: every handshake failed, %u saw the mechanism mismatch", CLIENTS,
+                    names[k], learnt);
     }
     zmq_ctx_term(ctx);
 
