@@ -615,8 +615,15 @@ static int ack_one(weft__session *ss, ops_done *d, uint64_t now)
     WEFT__KILLPOINT(WEFT__KP_SESSION_ACK_QUEUED);
     rc = rc ? rc : weft__vv_merge(ss->sent, d->bv, NULL);      /* the peer holds what it sent */
     rc = rc ? rc : weft__vv_merge(ss->announced, d->vv, NULL); /* and knows what we hold now */
-    if (rc == 0 && d->status != WEFT__ACK_GAP) {
-        rc = weft__vv_merge(ss->acked, d->bv, NULL);
+    if (rc == 0) {
+        /* Even a batch we could not apply (a gap): its sender holds it. The
+         * transaction recorded it for an applied batch; a gap's is saved
+         * later (weft__session_save). Without this, ops of a gap batch that
+         * reach us by another way would stay "not held by the peer" with
+         * nothing left to send or acknowledge: a session pushing forever. */
+        bool grew = false;
+        rc = weft__vv_merge(ss->acked, d->bv, &grew);
+        ss->acked_dirty |= grew && d->status == WEFT__ACK_GAP;
     }
     if (rc != 0) {
         return rc;
@@ -705,8 +712,10 @@ static int on_ops(weft__session *ss, weft__msg *ms, size_t k, uint64_t now)
     }
     if (n > 0) {
         WEFT__KILLPOINT(WEFT__KP_SESSION_MERGED);
+        bool unsaved = ss->acked_dirty;
         rc = weft__session_save(ss, t); /* unsaved ACKs ride along */
         rc = rc ? rc : weft_txn_commit(&t);
+        ss->acked_dirty |= rc != 0 && unsaved; /* they did not */
         if (rc != 0 && n > 1) {
             /* The group did not fit (a full disk, say): keep as many whole
              * batches as do, one transaction each, as if they came apart. */

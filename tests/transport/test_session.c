@@ -561,8 +561,8 @@ static void write_one(sim *m, int n)
 }
 
 /* Sessions between nodes @p a (side 0) and @p b (side 1); @p batch_ops: ops
- * per OPS message (0: the default). */
-static void hand_open_batch(hand *h, sim *m, int a, int b, uint32_t batch_ops)
+ * per OPS message, @p window: OPS unacknowledged (0: the defaults). */
+static void hand_open_batch(hand *h, sim *m, int a, int b, uint32_t batch_ops, uint32_t window)
 {
     memset(h, 0, sizeof *h);
     h->m = m;
@@ -575,13 +575,14 @@ static void hand_open_batch(hand *h, sim *m, int a, int b, uint32_t batch_ops)
         snprintf(c.name, sizeof c.name, "n%d", peer);
         c.role = m->node[self].role;
         c.batch_ops = batch_ops;
+        c.window = window;
         OK(weft__session_new(m->node[self].s, &c, m->now, &h->ss[i]));
     }
 }
 
 static void hand_open(hand *h, sim *m, int a, int b)
 {
-    hand_open_batch(h, m, a, b, 0);
+    hand_open_batch(h, m, a, b, 0, 0);
 }
 
 static void hand_close(hand *h)
@@ -716,7 +717,7 @@ static void row_open(row *r, uint64_t seed)
     for (int i = 0; i < 2 * ROW_BATCHES; i++) {
         write_one(&r->m, 0);
     }
-    hand_open_batch(&r->h, &r->m, 0, 1, 2);
+    hand_open_batch(&r->h, &r->m, 0, 1, 2, 0);
     weft__buf f = {0};
     int n = 0, type;
     for (int round = 0, moved = 1; moved; round++) {
@@ -801,12 +802,13 @@ static int row_give(row *r, const int *idx, size_t n, const weft__buf *extra)
     return weft__session_recv_many(r->h.ss[1], fr, n, r->m.now);
 }
 
-/* Batch @p i again as OPS @p seq, into @p out; with @p payload, its second
- * op's payload replaced by it. */
-static void row_reencode(row *r, int i, uint64_t seq, const weft_bytes *payload, weft__buf *out)
+/* Frame @p f's ops again as OPS @p seq, into @p out; with @p payload, its
+ * second op's payload replaced by it. */
+static void reseq(const weft__buf *f, uint64_t seq, const weft_bytes *payload, weft__buf *out)
 {
     weft__msg msg;
-    OK(weft__msg_decode(r->ops[i].ptr, r->ops[i].len, &msg));
+    OK(weft__msg_decode(f->ptr, f->len, &msg));
+    cr_assert_eq(msg.type, WEFT__MSG_OPS);
     if (payload != NULL) {
         msg.ops[1].payload = *payload;
     }
@@ -887,7 +889,7 @@ Test(session, gap_in_a_row)
     row r;
     row_open(&r, 47);
     weft__buf skip = {0}; /* batch 3 as seq 2: batch 2 never arrives */
-    row_reencode(&r, 2, 2, NULL, &skip);
+    reseq(&r.ops[2], 2, NULL, &skip);
     int idx[] = {0, -1};
     OK(row_give(&r, idx, 2, &skip));
     cr_assert(sim_holds(&r.m, 1, r.first[0]));
@@ -909,7 +911,7 @@ Test(session, refused_batch_in_a_row_keeps_the_batch_before_it)
     static const uint8_t junk[] = {0xc1}; /* never a msgpack byte */
     weft_bytes payload = {junk, sizeof junk};
     weft__buf bad = {0};
-    row_reencode(&r, 1, 2, &payload, &bad);
+    reseq(&r.ops[1], 2, &payload, &bad);
     int idx[] = {0, -1, 2};
     cr_assert_eq(row_give(&r, idx, 3, &bad), WEFT_ECORRUPT);
     cr_assert(sim_holds(&r.m, 1, r.first[0]));
@@ -942,6 +944,69 @@ Test(session, bye_after_ops_in_a_row)
     cr_assert_eq(weft__session_recv_many(r.h.ss[1], NULL, 1, r.m.now), WEFT_EINVAL);
     weft__buf_free(&bye);
     row_close(&r);
+}
+
+/* A batch that does not connect (a gap) still tells the receiver what its
+ * sender holds. b streams two ops live, one per OPS; a gets the second as
+ * OPS 1 (a gap) and the first as OPS 2 (applied), then the second by
+ * another way (as from a relay), and says so (DONE). b, which streamed both,
+ * has nothing left to send or announce. a must count both as held by b:
+ * otherwise it believes b lacks the second, has nothing to send or be
+ * acknowledged, and stays PUSHING forever (found by the seeded soak, seed
+ * 8960940657). */
+Test(session, gap_batch_still_counts_as_held_by_its_sender)
+{
+    sim m;
+    synced_pair(&m, 67, 4);
+    int a = 0, b = 1;
+    hand h;
+    hand_open_batch(&h, &m, a, b, 1, 2);
+    hand_run(&h); /* greeted, in sync */
+    write_one(&m, b);
+    write_one(&m, b);
+    OK(weft__session_poll(h.ss[1], m.now));
+    weft__buf f1 = {0}, f2 = {0}, g1 = {0}, g2 = {0}, f = {0};
+    int type;
+    cr_assert(hand_take(&h, 1, &f1, &type) && type == WEFT__MSG_OPS);
+    cr_assert(hand_take(&h, 1, &f2, &type) && type == WEFT__MSG_OPS);
+    reseq(&f2, 1, NULL, &g1);
+    reseq(&f1, 2, NULL, &g2);
+    OK(weft__session_recv(h.ss[0], g1.ptr, g1.len, m.now));
+    OK(weft__session_recv(h.ss[0], g2.ptr, g2.len, m.now));
+    for (uint32_t k = 0; k < 2; k++) {
+        cr_assert(hand_take(&h, 0, &f, &type));
+        weft__msg ack;
+        OK(weft__msg_decode(f.ptr, f.len, &ack));
+        cr_assert_eq(ack.type, WEFT__MSG_ACK);
+        cr_assert_eq(ack.status, k == 0 ? WEFT__ACK_GAP : WEFT__ACK_APPLIED);
+        weft__msg_free(&ack);
+        hand_give(&h, 1, &f);
+    }
+    /* The second op reaches a by another way. */
+    weft__msg relayed;
+    OK(weft__msg_decode(f2.ptr, f2.len, &relayed));
+    weft_txn *t;
+    OK(weft_txn_begin(m.node[a].s, 0, &t));
+    OK(weft_apply(t, relayed.ops, relayed.nops, NULL));
+    OK(weft_txn_commit(&t));
+    weft__msg_free(&relayed);
+    hand_run(&h);
+    cr_assert(sim_same(&m, a, b));
+    cr_assert(weft__session_caught_up(h.ss[1]), "b not caught up");
+    cr_assert(weft__session_caught_up(h.ss[0]), "a believes b lacks an op b sent it");
+    cr_assert_eq(weft__session_state(h.ss[0]), WEFT_PEER_LIVE);
+    hand_save(&h);
+    hand_close(&h);
+    weft_vv *ab = acked_of(&m, a, b), *bv = sim_vv(&m, b);
+    cr_assert(sim_vv_eq(ab, bv), "a's saved record of b is not b's vector");
+    weft_vv_destroy(&ab);
+    weft_vv_destroy(&bv);
+    weft__buf_free(&f);
+    weft__buf_free(&f1);
+    weft__buf_free(&f2);
+    weft__buf_free(&g1);
+    weft__buf_free(&g2);
+    sim_destroy(&m);
 }
 
 /* A one-way partition (frames one way are held, as by a stalled TCP stream;
