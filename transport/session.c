@@ -70,6 +70,11 @@
  *   - WEFT_ECORRUPT / ECONFLICT / ELIMIT (or any store error) applying a
  *     batch: ERROR with that code, close.
  *   - a peer silent for dead_ms: poll returns WEFT_EIO.
+ *   - an OPS we sent unacknowledged for ACK_PATIENCE * dead_ms while the peer
+ *     otherwise lives (PINGs): ERROR WEFT_EIO, close. A weft peer busy
+ *     applying sends nothing, so its silence ends the session first; this
+ *     catches a peer that stalled, or a frame lost where none should be. The
+ *     next session resends from the acknowledged vector.
  *
  * Invariants:
  *   1. An ACK is queued only after the transaction that applied its batch and
@@ -100,8 +105,9 @@
 #include "../store/store_int.h"
 #include "transport_int.h"
 
-#define EVQ_CAP     64u
-#define APPLY_GROUP 8u /* OPS messages applied in one transaction at most */
+#define EVQ_CAP      64u
+#define APPLY_GROUP  8u /* OPS messages applied in one transaction at most */
+#define ACK_PATIENCE 3u /* an OPS unacknowledged for this many dead_ms ends the session */
 
 typedef struct frameq {
     weft__buf *v;
@@ -130,6 +136,7 @@ struct weft__session {
     weft_vv *peer_done; /* what it held at its HELLO and DONEs (empty before HELLO) */
     uint64_t out_seq, acked_seq, rewind_seq, in_seq;
     uint64_t pause_until; /* no streaming before this (deferred ACK); 0: none */
+    uint64_t ack_due;     /* the oldest unacknowledged OPS is overdue then; 0: none out */
     uint64_t last_sent, last_recv;
     uint64_t pending_out; /* ops beyond `sent` (exact when counted, then decremented) */
     weft__session_stats stats;
@@ -808,6 +815,7 @@ static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
                           (unsigned long long)ss->out_seq);
     }
     ss->acked_seq = m->seq;
+    ss->ack_due = ss->out_seq > ss->acked_seq ? now + (uint64_t)ACK_PATIENCE * ss->cfg.dead_ms : 0;
     int rc = 0;
     /* The first deferred ACK since the last rewind: the peer's clock is
      * behind our ops. Record it with the acknowledgement. */
@@ -1060,6 +1068,9 @@ static int stream(weft__session *ss, uint64_t now)
             break;
         }
         ss->out_seq++;
+        if (ss->out_seq - ss->acked_seq == 1) {
+            ss->ack_due = now + (uint64_t)ACK_PATIENCE * ss->cfg.dead_ms;
+        }
         uint64_t inflight = ss->out_seq - ss->acked_seq;
         if (inflight > ss->stats.max_inflight) {
             ss->stats.max_inflight = inflight;
@@ -1109,6 +1120,12 @@ int weft__session_poll(weft__session *ss, uint64_t now_ms)
         set_state(ss, WEFT_PEER_ERROR);
         push_event(ss, WEFT_EV_ERROR, 0, 0, ss->pending_out, WEFT_EIO, msg);
         return weft__err(WEFT_EIO, "%s", msg);
+    }
+    if (ss->ack_due != 0 && now_ms >= ss->ack_due) {
+        return close_with(ss, WEFT_EIO, false, now_ms,
+                          "%s acknowledged nothing for %llu ms (%llu batches outstanding)",
+                          peer_name(ss), (unsigned long long)ACK_PATIENCE * ss->cfg.dead_ms,
+                          (unsigned long long)(ss->out_seq - ss->acked_seq));
     }
     int rc = 0;
     if (ss->hello_in) {
@@ -1199,6 +1216,9 @@ uint64_t weft__session_deadline(const weft__session *ss)
     d = dead < d ? dead : d;
     if (ss->pause_until != 0 && ss->pause_until < d) {
         d = ss->pause_until;
+    }
+    if (ss->ack_due != 0 && ss->ack_due < d) {
+        d = ss->ack_due;
     }
     return d;
 }

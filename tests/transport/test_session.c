@@ -660,17 +660,25 @@ static void hand_save(hand *h)
     }
 }
 
+/* synced_pair, then sessions between them (a side 0, b side 1; @p batch_ops
+ * and @p window as hand_open_batch) run until nothing moves. */
+static void live_pair(sim *m, hand *h, uint64_t seed, int writes, uint32_t batch_ops,
+                      uint32_t window)
+{
+    synced_pair(m, seed, writes);
+    hand_open_batch(h, m, 0, 1, batch_ops, window);
+    hand_run(h);
+}
+
 /* Two devices in sync at the start of a session: each sends one HELLO with
  * a 12-byte digest (27 bytes) and nothing else, and both are LIVE; a write
  * then costs OPS one way and ACK the other, no DONE. */
 Test(session, in_sync_session_is_two_digest_hellos)
 {
     sim m;
-    synced_pair(&m, 23, 40);
     int a = 0, b = 1;
     hand h;
-    hand_open(&h, &m, a, b);
-    hand_run(&h);
+    live_pair(&m, &h, 23, 40, 0, 0);
     for (int i = 0; i < 2; i++) {
         cr_assert_eq(h.types[i][WEFT__MSG_HELLO], 1, "side %d", i);
         cr_assert_eq(h.bytes[i], 27, "side %d sent %zu bytes", i, h.bytes[i]);
@@ -957,11 +965,9 @@ Test(session, bye_after_ops_in_a_row)
 Test(session, gap_batch_still_counts_as_held_by_its_sender)
 {
     sim m;
-    synced_pair(&m, 67, 4);
     int a = 0, b = 1;
     hand h;
-    hand_open_batch(&h, &m, a, b, 1, 2);
-    hand_run(&h); /* greeted, in sync */
+    live_pair(&m, &h, 67, 4, 1, 2);
     write_one(&m, b);
     write_one(&m, b);
     OK(weft__session_poll(h.ss[1], m.now));
@@ -1006,6 +1012,55 @@ Test(session, gap_batch_still_counts_as_held_by_its_sender)
     weft__buf_free(&f2);
     weft__buf_free(&g1);
     weft__buf_free(&g2);
+    sim_destroy(&m);
+}
+
+/* A peer that stays alive (PINGs) but never acknowledges an OPS: the sender
+ * closes the session with WEFT_EIO after 3 x dead_ms (its deadline says
+ * when), not before; a new session then delivers the op. */
+Test(session, unacknowledged_ops_end_the_session)
+{
+    sim m;
+    int a = 0, b = 1;
+    hand h;
+    live_pair(&m, &h, 71, 4, 0, 0);
+    write_one(&m, b);
+    OK(weft__session_poll(h.ss[1], m.now));
+    weft__buf f = {0};
+    int type;
+    cr_assert(hand_take(&h, 1, &f, &type));
+    cr_assert_eq(type, WEFT__MSG_OPS); /* lost: a never gets it */
+    uint64_t sent_at = m.now, patience = 3 * WEFT__DEAD_MS;
+    cr_assert_leq(weft__session_deadline(h.ss[1]), sent_at + patience);
+    int rc = 0;
+    while (rc == 0) {
+        m.now += 500;
+        for (int i = 0; i < 2 && rc == 0; i++) { /* both alive: PINGs both ways */
+            rc = weft__session_poll(h.ss[i], m.now);
+            if (rc == 0 && i == 1) {
+                cr_assert_lt(m.now, sent_at + patience, "b still waits at +%llu ms",
+                             (unsigned long long)(m.now - sent_at));
+            }
+            while (rc == 0 && hand_take(&h, i, &f, &type)) {
+                hand_give(&h, 1 - i, &f);
+            }
+        }
+        cr_assert_leq(m.now, sent_at + patience + 1000);
+    }
+    cr_assert_eq(rc, WEFT_EIO, "%s", weft_err_name(rc));
+    cr_assert_geq(m.now, sent_at + patience);
+    cr_assert_not_null(strstr(weft_last_error(), "acknowledged nothing"), "%s", weft_last_error());
+    cr_assert_eq(weft__session_state(h.ss[1]), WEFT_PEER_ERROR);
+    cr_assert(hand_take(&h, 1, &f, &type));
+    cr_assert_eq(type, WEFT__MSG_ERROR, "the peer is told why");
+    cr_assert_not(sim_same(&m, a, b));
+    hand_close(&h);
+    hand_open(&h, &m, a, b);
+    hand_run(&h);
+    cr_assert(sim_same(&m, a, b));
+    cr_assert(weft__session_caught_up(h.ss[0]) && weft__session_caught_up(h.ss[1]));
+    hand_close(&h);
+    weft__buf_free(&f);
     sim_destroy(&m);
 }
 
@@ -1057,11 +1112,9 @@ Test(session, one_way_partition_loses_nothing)
 Test(session, stale_record_asks_for_the_vector)
 {
     sim m;
-    synced_pair(&m, 29, 20);
     int a = 0, b = 1;
     hand h;
-    hand_open(&h, &m, a, b);
-    hand_run(&h);
+    live_pair(&m, &h, 29, 20, 0, 0);
     write_one(&m, a);
     hand_run(&h);   /* b applied a's op (its record of a is saved with it); a's ACK is in memory */
     hand_close(&h); /* a crash: nothing saved */
