@@ -865,10 +865,10 @@ static void poll_link(weft_sync *e, epeer *p, elink *lk)
     }
     if (rc == WEFT_EIO && lk->outbound && !lk->handshaken) {
         link_fail(e, p, lk, WEFT_EIO, LF_QUIET, "cannot reach %s at %s", p->st.name, p->st.addr);
-    } else if (rc == WEFT_EIO) {
+    } else if (rc == WEFT_EIO && weft__session_silent(lk->ss)) {
         link_fail(e, p, lk, WEFT_EIO, LF_QUIET, "%s went silent for %u ms", p->st.name,
                   (unsigned)e->opt.dead_ms);
-    } else {
+    } else { /* e.g. an OPS never acknowledged: the session queued ERROR */
         link_fail(e, p, lk, rc, LF_FLUSH | LF_QUIET, "session with %s failed: %s", p->st.name,
                   msg[0] ? msg : weft_strerror(rc));
     }

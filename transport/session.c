@@ -127,6 +127,7 @@ struct weft__session {
     bool digest_out;   /* our HELLO carried a digest */
     bool pending_known;
     bool reached_live;
+    bool silent;        /* closed because the peer fell silent (poll, dead_ms) */
     weft_vv *sent;      /* the peer holds or has been sent everything up to this */
     weft_vv *acked;     /* the peer's acknowledged vector: exact, in memory */
     bool acked_dirty;   /* acked holds more than the store (weft__session_save) */
@@ -1117,6 +1118,7 @@ int weft__session_poll(weft__session *ss, uint64_t now_ms)
         snprintf(msg, sizeof msg, "peer silent for %llu ms",
                  (unsigned long long)(now_ms - ss->last_recv));
         ss->closed = WEFT_EIO;
+        ss->silent = true;
         set_state(ss, WEFT_PEER_ERROR);
         push_event(ss, WEFT_EV_ERROR, 0, 0, ss->pending_out, WEFT_EIO, msg);
         return weft__err(WEFT_EIO, "%s", msg);
@@ -1198,6 +1200,11 @@ int weft__session_event(weft__session *ss, weft_event *ev)
 weft_peer_state weft__session_state(const weft__session *ss)
 {
     return ss != NULL ? ss->state : WEFT_PEER_IDLE;
+}
+
+bool weft__session_silent(const weft__session *ss)
+{
+    return ss != NULL && ss->silent;
 }
 
 bool weft__session_caught_up(const weft__session *ss)

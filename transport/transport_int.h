@@ -219,6 +219,9 @@ weft_peer_state weft__session_state(const weft__session *ss);
 
 /** Caught up both ways (protocol.md section 4). */
 bool weft__session_caught_up(const weft__session *ss);
+/** Did weft__session_poll close the session because the peer fell silent
+ * (dead_ms; no ERROR frame queued)? Other closes queue ERROR. */
+bool weft__session_silent(const weft__session *ss);
 
 /** When weft__session_poll must run next at the latest (ms, absolute). */
 uint64_t weft__session_deadline(const weft__session *ss);

@@ -1017,7 +1017,8 @@ Test(session, gap_batch_still_counts_as_held_by_its_sender)
 
 /* A peer that stays alive (PINGs) but never acknowledges an OPS: the sender
  * closes the session with WEFT_EIO after 3 x dead_ms (its deadline says
- * when), not before; a new session then delivers the op. */
+ * when), not before, and tells the peer (ERROR; not the close for a silent
+ * peer, which queues nothing); a new session then delivers the op. */
 Test(session, unacknowledged_ops_end_the_session)
 {
     sim m;
@@ -1051,6 +1052,7 @@ Test(session, unacknowledged_ops_end_the_session)
     cr_assert_geq(m.now, sent_at + patience);
     cr_assert_not_null(strstr(weft_last_error(), "acknowledged nothing"), "%s", weft_last_error());
     cr_assert_eq(weft__session_state(h.ss[1]), WEFT_PEER_ERROR);
+    cr_assert_not(weft__session_silent(h.ss[1]), "closed as if a's silence");
     cr_assert(hand_take(&h, 1, &f, &type));
     cr_assert_eq(type, WEFT__MSG_ERROR, "the peer is told why");
     cr_assert_not(sim_same(&m, a, b));
@@ -1059,6 +1061,11 @@ Test(session, unacknowledged_ops_end_the_session)
     hand_run(&h);
     cr_assert(sim_same(&m, a, b));
     cr_assert(weft__session_caught_up(h.ss[0]) && weft__session_caught_up(h.ss[1]));
+    /* Silence, by contrast, is its own close: no ERROR queued. */
+    m.now += WEFT__DEAD_MS;
+    cr_assert_eq(weft__session_poll(h.ss[0], m.now), WEFT_EIO);
+    cr_assert(weft__session_silent(h.ss[0]));
+    cr_assert_not(hand_take(&h, 0, &f, &type), "ERROR queued for a silent peer");
     hand_close(&h);
     weft__buf_free(&f);
     sim_destroy(&m);
