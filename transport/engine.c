@@ -702,7 +702,9 @@ static void follow_session(weft_sync *e, epeer *p, elink *lk)
     } else if (sst->skew_in == 0 || sst->skew_out == 0) {
         skewed = 0;
     }
-    if (st == WEFT_PEER_LIVE && !lk->live_seen) {
+    /* caught_up_ms: the session reached LIVE, even if a BYE handed over
+     * with the frames that got it there closed it before we looked. */
+    if ((st == WEFT_PEER_LIVE || sst->caught_up_ms != 0) && !lk->live_seen) {
         lk->live_seen = true;
         uint64_t dur = mono_ms() - lk->started_mono;
         p->st.syncs++;
