@@ -107,7 +107,6 @@
 #define EVQ_CAP          1024u  /* events queued for weft_sync_next_event */
 #define RID_MAX          256u   /* bytes of a ZeroMQ routing id */
 #define RECV_BURST       256    /* messages taken from one socket per turn */
-#define RECV_GROUP       8      /* frames of one link fed at once (its OPS share a commit) */
 #define PERSIST_MS       1000u  /* status persisted at most this often */
 #define RELOAD_MS        1000u  /* peer list re-read at most this often on store changes */
 #define ERROR_LINGER_MS  200    /* time to flush an ERROR frame before closing */
@@ -1280,8 +1279,8 @@ static void accept_inbound(weft_sync *e, const uint8_t *rid, size_t rid_len, zmq
 typedef struct rgroup {
     epeer *p;
     size_t n;
-    zmq_msg_t m[RECV_GROUP];
-    weft_bytes f[RECV_GROUP];
+    zmq_msg_t m[WEFT__APPLY_GROUP];
+    weft_bytes f[WEFT__APPLY_GROUP];
 } rgroup;
 
 static void rgroup_flush(weft_sync *e, rgroup *g)
@@ -1341,7 +1340,7 @@ static void router_recv(weft_sync *e)
             zmq_msg_move(&g.m[g.n], &body);
             g.f[g.n] = (weft_bytes){zmq_msg_data(&g.m[g.n]), zmq_msg_size(&g.m[g.n])};
             g.p = p;
-            if (++g.n == RECV_GROUP) {
+            if (++g.n == WEFT__APPLY_GROUP) {
                 rgroup_flush(e, &g);
             }
             zmq_msg_close(&body);
@@ -1369,11 +1368,11 @@ static void router_recv(weft_sync *e)
 static void dealer_recv(weft_sync *e, epeer *p)
 {
     for (int burst = 0; burst < RECV_BURST && p->out.ss != NULL;) {
-        zmq_msg_t m[RECV_GROUP];
-        weft_bytes f[RECV_GROUP];
+        zmq_msg_t m[WEFT__APPLY_GROUP];
+        weft_bytes f[WEFT__APPLY_GROUP];
         size_t n = 0;
         bool extra = false, drained = false;
-        while (n < RECV_GROUP && !extra && !drained) {
+        while (n < WEFT__APPLY_GROUP && !extra && !drained) {
             zmq_msg_init(&m[n]);
             if (zmq_msg_recv(&m[n], p->out.dealer, ZMQ_DONTWAIT) < 0) {
                 drained = true;

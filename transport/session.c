@@ -44,7 +44,7 @@
  *
  * Receiving. OPS messages handed over together (weft__session_recv_many:
  * what the engine's socket already held) are applied in one write
- * transaction, up to APPLY_GROUP of them: one durable commit instead of one
+ * transaction, up to WEFT__APPLY_GROUP of them: one durable commit instead of one
  * per batch, and each batch is still whole or absent and acknowledged only
  * after that commit (on_ops()). Any other message first applies the OPS
  * before it, so messages take effect in the order they came.
@@ -106,7 +106,6 @@
 #include "transport_int.h"
 
 #define EVQ_CAP      64u
-#define APPLY_GROUP  8u /* OPS messages applied in one transaction at most */
 #define ACK_PATIENCE 3u /* an OPS unacknowledged for this many dead_ms ends the session */
 
 typedef struct frameq {
@@ -151,6 +150,12 @@ struct weft__session {
 };
 
 /* ---------------------------------------------------------------- helpers */
+
+/* When an OPS sent (or acknowledged up to) at @p now is overdue. */
+static uint64_t ack_deadline(const weft__session *ss, uint64_t now)
+{
+    return now + (uint64_t)ACK_PATIENCE * ss->cfg.dead_ms;
+}
 
 static uint64_t store_now(const weft__session *ss)
 {
@@ -671,7 +676,7 @@ static int ack_one(weft__session *ss, ops_done *d, uint64_t now)
     return 0;
 }
 
-/* Apply @p k consecutive OPS messages (k <= APPLY_GROUP) in one write
+/* Apply @p k consecutive OPS messages (k <= WEFT__APPLY_GROUP) in one write
  * transaction and one durable commit, then acknowledge each. A batch out of
  * order or refused by weft_apply ends the group: the batches before it are
  * committed and acknowledged, then the session closes with the error. When
@@ -681,7 +686,7 @@ static int ack_one(weft__session *ss, ops_done *d, uint64_t now)
  * is acknowledged, and the peer sends them again in a later session. */
 static int on_ops(weft__session *ss, weft__msg *ms, size_t k, uint64_t now)
 {
-    ops_done d[APPLY_GROUP];
+    ops_done d[WEFT__APPLY_GROUP];
     memset(d, 0, sizeof d);
     size_t n = 0;
     int err = 0;
@@ -816,7 +821,7 @@ static int on_ack(weft__session *ss, weft__msg *m, uint64_t now)
                           (unsigned long long)ss->out_seq);
     }
     ss->acked_seq = m->seq;
-    ss->ack_due = ss->out_seq > ss->acked_seq ? now + (uint64_t)ACK_PATIENCE * ss->cfg.dead_ms : 0;
+    ss->ack_due = ss->out_seq > ss->acked_seq ? ack_deadline(ss, now) : 0;
     int rc = 0;
     /* The first deferred ACK since the last rewind: the peer's clock is
      * behind our ops. Record it with the acknowledgement. */
@@ -956,7 +961,7 @@ int weft__session_recv_many(weft__session *ss, const weft_bytes *frames, size_t 
         return weft__err(WEFT_EINVAL, "weft__session_recv_many: %s is NULL",
                          ss == NULL ? "session" : "frames");
     }
-    weft__msg ms[APPLY_GROUP];
+    weft__msg ms[WEFT__APPLY_GROUP];
     size_t k = 0;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -978,7 +983,7 @@ int weft__session_recv_many(weft__session *ss, const weft_bytes *frames, size_t 
         }
         if (m.type == WEFT__MSG_OPS && ss->greeted) {
             ms[k++] = m; /* applied with the OPS that follow it, if any */
-            if (k == APPLY_GROUP) {
+            if (k == WEFT__APPLY_GROUP) {
                 rc = flush_ops(ss, ms, &k, now_ms);
             }
             continue;
@@ -989,6 +994,8 @@ int weft__session_recv_many(weft__session *ss, const weft_bytes *frames, size_t 
         }
         weft__msg_free(&m);
     }
+    /* Every frame that closes the session, or fails, first flushed the OPS
+     * before it, so k is 0 unless all went well. */
     int frc = flush_ops(ss, ms, &k, now_ms);
     return rc != 0 ? rc : frc;
 }
@@ -1070,7 +1077,7 @@ static int stream(weft__session *ss, uint64_t now)
         }
         ss->out_seq++;
         if (ss->out_seq - ss->acked_seq == 1) {
-            ss->ack_due = now + (uint64_t)ACK_PATIENCE * ss->cfg.dead_ms;
+            ss->ack_due = ack_deadline(ss, now);
         }
         uint64_t inflight = ss->out_seq - ss->acked_seq;
         if (inflight > ss->stats.max_inflight) {

@@ -52,6 +52,7 @@
 #define WEFT__BATCH_OPS      4096u        /* ops per OPS message */
 #define WEFT__BATCH_BYTES    (1u << 20)   /* payload bytes per OPS (one bigger op goes alone) */
 #define WEFT__WINDOW         4u           /* unacknowledged OPS per session */
+#define WEFT__APPLY_GROUP    8u           /* OPS received in a row applied in one txn, at most */
 /* The framing of an OPS at its largest: the message's head (fixarray,
  * type, seq as uint64, array32 header: 1 + 1 + 9 + 5) and each op's
  * (fixarray, hlc, device and dprev as uint64, bin32 header: 1 + 27 + 5). */
@@ -188,7 +189,8 @@ void weft__session_destroy(weft__session **self_p);
 int weft__session_recv(weft__session *ss, const uint8_t *buf, size_t len, uint64_t now_ms);
 
 /** Feed @p n frames received in a row, as n calls of weft__session_recv
- * would, except that consecutive OPS messages (up to 8) are applied in one
+ * would, except that consecutive OPS messages (up to WEFT__APPLY_GROUP; the
+ * engine hands over at most that many frames at once) are applied in one
  * write transaction with one durable commit; each still gets its own ACK,
  * queued after that commit. Stops at the first frame that closes the session
  * and returns as weft__session_recv does. */
