@@ -436,11 +436,7 @@ static uint64_t link_ready_at(const sim *m, const sim_link *l)
 
 void sim_link_mute(sim *m, int li, int dir, bool on)
 {
-    if (dir == 0) {
-        m->link[li].mute_ab = on;
-    } else {
-        m->link[li].mute_ba = on;
-    }
+    m->link[li].mute[dir != 0] = on;
 }
 
 void sim_link_enable(sim *m, int li, bool on)
@@ -482,7 +478,7 @@ static void drain_frames(sim *m, sim_link *l, weft__session *ss, sim_q *q, int n
         if (m->track_acks && frame_is(f.ptr, f.len, WEFT__MSG_ACK)) {
             inbox_acked(m, ni, in, f.ptr, f.len); /* ni committed them, heard or not */
         }
-        l->muted += q == &l->ab ? l->mute_ab : l->mute_ba;
+        l->muted += l->mute[q == &l->ba];
         uint64_t at = m->now + rnd(m, m->delay_max + 1);
         if (q->n > 0 && q->v[q->head + q->n - 1].at > at) {
             at = q->v[q->head + q->n - 1].at; /* FIFO within a direction */
@@ -523,7 +519,7 @@ static void fail_link(sim *m, int li, bool a_failed)
     sim_link *l = &m->link[li];
     l->errors++;
     weft__session *from = a_failed ? l->sa : l->sb, *to = a_failed ? l->sb : l->sa;
-    bool lost = a_failed ? l->mute_ab : l->mute_ba;
+    bool lost = l->mute[!a_failed];
     weft_bytes f;
     while (weft__session_next(from, &f) == 1 && !lost) {
         weft__msg msg;
@@ -598,7 +594,7 @@ void sim_step(sim *m)
         }
         for (int d = 0; d < 2; d++) {
             sim_q *q = d ? &l->ba : &l->ab;
-            if (q->n == 0 || (d ? l->mute_ba : l->mute_ab)) {
+            if (q->n == 0 || l->mute[d]) {
                 continue; /* (held back by a one-way partition) */
             }
             if (q->v[q->head].at <= m->now) {
@@ -642,8 +638,7 @@ void sim_step(sim *m)
         nf++;
     }
     m->runs += nops >= 2;
-    int rc = nf == 1 ? weft__session_recv(to, fs[0].p, fs[0].len, m->now)
-                     : weft__session_recv_many(to, bs, nf, m->now);
+    int rc = weft__session_recv_many(to, bs, nf, m->now);
     for (size_t i = 0; i < nf; i++) {
         free(fs[i].p);
     }

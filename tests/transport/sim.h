@@ -110,7 +110,7 @@ typedef struct sim_link {
     uint64_t sessions, closes, errors;
     uint64_t ops_sent_a, ops_sent_b, max_inflight;
     uint64_t deferred, gaps; /* drift-horizon deferrals and gap ACKs, both sides */
-    bool mute_ab, mute_ba;   /* a one-way partition: frames sent that way are held */
+    bool mute[2];            /* a one-way partition: frames a to b ([0]), b to a ([1]) held */
     uint64_t muted;          /* frames sent while held */
     size_t max_queued_bytes;
 } sim_link;

@@ -1478,7 +1478,7 @@ static uint64_t run_case(uint64_t seed, case_stats *st)
         }
         if (oneway && sim_rand(&m) % 6 == 0) { /* mute or unmute one direction */
             int li = (int)(sim_rand(&m) % (uint64_t)m.nlinks), dir = (int)(sim_rand(&m) % 2);
-            sim_link_mute(&m, li, dir, !(dir ? m.link[li].mute_ba : m.link[li].mute_ab));
+            sim_link_mute(&m, li, dir, !m.link[li].mute[dir]);
         }
     }
     m.cut_per_mille = m.dup_per_mille = m.reorder_per_mille = 0;
